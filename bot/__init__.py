@@ -1,0 +1,1 @@
+"""Nudge: usage -> owner -> summary -> nudge."""

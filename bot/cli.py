@@ -1,0 +1,183 @@
+"""`nudge …`: the composition root, where settings meet adapters."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from bot.config import Settings, load_settings, parse_threshold
+from bot.delivery import Dispatcher, SlackGateway, SlackWeb, web_client
+from bot.errors import ConfigError, DeliveryError, WarehouseError
+from bot.poller import Poller, PollReport
+from bot.store import Store
+from bot.summary import TemplateSummariser
+from bot.territory import Territory, read_territory
+from bot.usage import Warehouse, warehouse_engine
+
+log = logging.getLogger("nudge")
+NEEDED_SCOPES = frozenset({"chat:write", "im:write", "users:read", "users:read.email"})
+
+
+def now_utc() -> datetime:
+    """The production clock."""
+    return datetime.now(UTC)
+
+
+def build_poller(
+    settings: Settings, store: Store, slack: SlackGateway | None, *, dry_run: bool
+) -> Poller:
+    """Wire a Poller from settings; ConfigError for a bad table, columns or territory file."""
+    engine = warehouse_engine(
+        settings.effective_warehouse_url, settings.warehouse.timeout.total_seconds()
+    )
+    warehouse = Warehouse(engine, settings)
+    warehouse.validate()
+    csv_path = settings.territory.csv
+    territory = Territory(
+        slack,
+        overrides=read_territory(settings.resolve_path(csv_path)) if csv_path else None,
+        store=None if dry_run else store,
+        cache_ttl=settings.territory.cache_ttl,
+        clock=now_utc,
+    )
+    dispatcher = None if dry_run or slack is None else Dispatcher(store, slack, now_utc)
+    return Poller(settings, store, warehouse, territory, TemplateSummariser(), dispatcher, now_utc)
+
+
+def _live_slack(settings: Settings, *, dry_run: bool) -> SlackWeb | None:
+    if settings.slack_bot_token is None:
+        return None
+    slack = SlackWeb(
+        web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
+    )
+    if not dry_run:
+        missing = NEEDED_SCOPES - slack.scopes()
+        if missing:
+            raise ConfigError(
+                [
+                    f"Slack: the bot token lacks scope(s) {', '.join(sorted(missing))}: add them "
+                    "under OAuth & Permissions (see manifest.yml) and reinstall the app"
+                ]
+            )
+    return slack
+
+
+def print_report(console: Console, report: PollReport) -> None:
+    """The human-readable poll result."""
+    if report.skipped:
+        console.print(f"Skipped: {report.skipped} (another Nudge process is polling).")
+        return
+    verb = "would send" if report.dry_run else "sent"
+    table = Table("account", "usage", "kind", "to", verb, "why / error", box=None)
+    for line in report.alerts:
+        who = line.owner or line.channel or "—"
+        table.add_row(
+            line.account_name,
+            f"{line.usage_pct:g} %",
+            line.kind,
+            who,
+            "yes" if line.sent else "no",
+            line.error or line.reason or "",
+        )
+    if report.alerts:
+        console.print(table)
+    console.print(
+        f"Threshold {report.threshold:g} %: {report.evaluated} accounts evaluated, "
+        f"{report.above} at or above, {report.insufficient_data} with insufficient data; "
+        f"{len(report.alerts)} new alert(s)."
+    )
+    for error in report.errors:
+        console.print(f"[red]error:[/red] {error}")
+
+
+def cmd_poll(args: argparse.Namespace) -> int:
+    """One poll cycle now."""
+    threshold = None
+    if args.threshold is not None:
+        if not args.dry_run:
+            raise ConfigError(["--threshold goes with --dry-run (it previews, it sets nothing)"])
+        try:
+            threshold = parse_threshold(args.threshold)
+        except ValueError as exc:
+            raise ConfigError([f"--threshold: {exc}"]) from exc
+    settings = load_settings()
+    settings.require("poll", dry_run=args.dry_run)
+    store = Store.open(settings.state_database_url())
+    try:
+        slack = _live_slack(settings, dry_run=args.dry_run)
+        poller = build_poller(settings, store, slack, dry_run=args.dry_run)
+    except (WarehouseError, DeliveryError) as exc:
+        report = PollReport(dry_run=args.dry_run, threshold=threshold or Decimal(0), ran=False)
+        report.errors.append(str(exc))
+    else:
+        report = poller.run(dry_run=args.dry_run, threshold=threshold)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print_report(Console(), report)
+    return 0 if report.ran else 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Recent runs, open alerts by state, and what could not be delivered."""
+    from bot.status import show_status
+
+    settings = load_settings()
+    show_status(Console(), Store.open(settings.state_database_url()), limit=args.limit)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The main job on the embedded sample data."""
+    from bot.demo_run import run_demo
+
+    return run_demo(Console(), Path(args.dir), seed=args.seed, accounts=args.accounts)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The `nudge` command line."""
+    root = argparse.ArgumentParser(prog="nudge", description=__doc__)
+    root.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = root.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="run one poll on sample data and preview every DM")
+    demo.add_argument("--dir", default="nudge-demo", help="folder for the sample data and outbox")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--accounts", type=int, default=300)
+    demo.set_defaults(func=cmd_demo)
+    poll = sub.add_parser("poll", help="run one poll cycle now")
+    poll.add_argument("--dry-run", action="store_true", help="send nothing, record nothing")
+    poll.add_argument("--json", action="store_true", help="print one JSON object")
+    poll.add_argument("--threshold", help="with --dry-run: what this threshold would do")
+    poll.set_defaults(func=cmd_poll)
+    status = sub.add_parser("status", help="recent polls, open alerts, undeliverable alerts")
+    status.add_argument("--limit", type=int, default=10)
+    status.set_defaults(func=cmd_status)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `nudge` console script."""
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"nudge: config: {problem}", file=sys.stderr)
+        return 2
+    except WarehouseError as exc:
+        print(f"nudge: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,263 @@
+"""Settings: environment + `.env` + `nudge.toml`, typed and validated at start (SPEC 1.3)."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from bot.errors import ConfigError
+
+DEFAULT_THRESHOLD = Decimal(75)
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_duration(value: object) -> timedelta:
+    """Parse "90s", "15m", "26h", "2d" or seconds; empty is an error, never "unlimited"."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return timedelta(seconds=value)
+    match = _DURATION.match(str(value))
+    if not match or int(match.group(1)) == 0:
+        raise ValueError(f"{value!r} is not a duration like 90s, 15m, 26h or 2d")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def parse_threshold(value: object) -> Decimal:
+    """A percentage in (0, 100] with at most two decimals."""
+    try:
+        number = Decimal(str(value).strip().rstrip("%").strip())
+    except InvalidOperation as exc:
+        raise ValueError(f"{value!r} is not a number") from exc
+    if not number.is_finite() or not 0 < number <= 100:
+        raise ValueError(f"{value!r} must be above 0 and at most 100")
+    if number != number.quantize(Decimal("0.01")):
+        raise ValueError(f"{value!r} has more than two decimals")
+    return number
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Percent = Annotated[Decimal, BeforeValidator(parse_threshold)]
+
+
+class _Section(BaseModel):
+    model_config = {"extra": "forbid"}
+
+
+class WarehouseSection(_Section):
+    url: str = ""
+    table: str = "account_usage"
+    timeout: Duration = timedelta(seconds=60)
+
+
+class ColumnsSection(_Section):
+    account_id: str = "account_id"
+    account_name: str = "account_name"
+    domain: str = "domain"
+    owner_id: str = ""
+    numerator: str = "tracked_hours"
+    denominator: str = "total_free_hours"
+    fields: list[str] = Field(default_factory=list)
+    updated_at: str = ""
+    unit: str = "h"
+
+
+class RuleSection(_Section):
+    threshold: Percent = DEFAULT_THRESHOLD
+    segment: str = ""
+    rearm_below: Percent | None = None
+    quota_label: str = "free hours quota"
+    pitch: str = "a good time to check in and discuss an Enterprise plan"
+
+
+class ScheduleSection(_Section):
+    every: Duration = timedelta(minutes=15)
+    cron: str = ""
+    timezone: str = "UTC"
+    budget: Duration = timedelta(minutes=5)
+
+
+class TerritorySection(_Section):
+    csv: str = ""
+    fallback_channel: str = ""
+    cache_ttl: Duration = timedelta(hours=24)
+
+
+class SalesforceSection(_Section):
+    instance_url: str = ""
+
+
+class DeliverySection(_Section):
+    admin_channel: str = ""
+    working_hours: str = ""
+    max_attempts: int = Field(default=5, ge=1)
+
+
+class SummarySection(_Section):
+    enabled: bool = True
+    model: str = "gpt-4o-mini"
+    prompt_file: str = ""
+    send_fields: list[str] = Field(default_factory=list)
+    timeout_s: float = Field(default=20, gt=0, le=120)
+
+    @field_validator("timeout_s", mode="before")
+    @classmethod
+    def _not_empty(cls, value: object) -> object:
+        if value in ("", None):
+            raise ValueError("must be a number of seconds; empty never means no timeout")
+        return value
+
+
+def _secret(*names: str) -> Any:
+    return Field(default=None, validation_alias=AliasChoices(*names))
+
+
+class Settings(BaseSettings):
+    """Everything Nudge reads from its environment and `nudge.toml`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="NUDGE_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    warehouse: WarehouseSection = Field(default_factory=WarehouseSection)
+    columns: ColumnsSection = Field(default_factory=ColumnsSection)
+    rule: RuleSection = Field(default_factory=RuleSection)
+    schedule: ScheduleSection = Field(default_factory=ScheduleSection)
+    territory: TerritorySection = Field(default_factory=TerritorySection)
+    salesforce: SalesforceSection = Field(default_factory=SalesforceSection)
+    delivery: DeliverySection = Field(default_factory=DeliverySection)
+    summary: SummarySection = Field(default_factory=SummarySection)
+
+    warehouse_url: str = ""
+    state_url: str = ""
+    admins: str = ""
+    viewers: str = ""
+    config_dir: str = ""
+
+    slack_bot_token: SecretStr | None = _secret("SLACK_BOT_TOKEN", "slack_bot_token")
+    slack_signing_secret: SecretStr | None = _secret("SLACK_SIGNING_SECRET", "slack_signing_secret")
+    slack_app_token: SecretStr | None = _secret("SLACK_APP_TOKEN", "slack_app_token")
+    slack_api_url: str = Field(
+        default="https://slack.com/api/",
+        validation_alias=AliasChoices("SLACK_API_URL", "slack_api_url"),
+    )
+    openai_api_key: SecretStr | None = _secret("OPENAI_API_KEY", "openai_api_key")
+    openai_base_url: str = Field(
+        default="", validation_alias=AliasChoices("OPENAI_BASE_URL", "openai_base_url")
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file arrives as init kwargs, so it must rank below the environment.
+        return env_settings, dotenv_settings, init_settings
+
+    @property
+    def effective_warehouse_url(self) -> str:
+        """NUDGE_WAREHOUSE_URL wins over `[warehouse] url`."""
+        return self.warehouse_url or self.warehouse.url
+
+    @property
+    def admin_ids(self) -> frozenset[str]:
+        """Slack user ids from NUDGE_ADMINS."""
+        return frozenset(part.strip() for part in self.admins.split(",") if part.strip())
+
+    def resolve_path(self, value: str) -> Path:
+        """A path from nudge.toml is relative to that file's folder."""
+        path = Path(value).expanduser()
+        if path.is_absolute() or not self.config_dir:
+            return path
+        return Path(self.config_dir) / path
+
+    def state_database_url(self) -> str:
+        """NUDGE_STATE_URL, or a SQLite file beside nudge.toml (else in the working folder)."""
+        return self.state_url or f"sqlite:///{self.resolve_path('nudge-state.db')}"
+
+    def require(self, command: str, *, dry_run: bool = False) -> None:
+        """Fail fast with one line per setting that `command` needs and lacks."""
+        problems: list[str] = []
+        if command in ("poll", "run", "check") and not self.effective_warehouse_url:
+            problems.append(
+                "warehouse: set NUDGE_WAREHOUSE_URL or [warehouse] url in nudge.toml "
+                "(a SQLAlchemy URL such as sqlite:///usage.db or snowflake://…)"
+            )
+        if command in ("poll", "run") and not dry_run and not self.slack_bot_token:
+            problems.append(
+                "SLACK_BOT_TOKEN is not set (the bot token, xoxb-…, from OAuth & Permissions)"
+            )
+        if command == "run" and not (self.slack_signing_secret or self.slack_app_token):
+            problems.append("set SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP mode)")
+        if problems:
+            raise ConfigError(problems)
+
+
+def _sqlite_relative(url: str, folder: Path) -> str:
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+        return prefix + str(folder / url[len(prefix) :])
+    return url
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError([f"cannot read {path}: {exc.strerror}"]) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path} is not valid TOML: {exc}"]) from exc
+    warehouse = data.get("warehouse")
+    if isinstance(warehouse, dict) and isinstance(warehouse.get("url"), str):
+        warehouse["url"] = _sqlite_relative(warehouse["url"], path.parent)
+    data["config_dir"] = str(path.parent.resolve())
+    return data
+
+
+def _explain(error: ValidationError) -> list[str]:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"])
+        env = "NUDGE_" + "__".join(str(part).upper() for part in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: {message} (set in nudge.toml or {env})")
+    return lines
+
+
+def load_settings(config_path: str | os.PathLike[str] | None = None) -> Settings:
+    """Load and validate settings; raise ConfigError with one line per problem."""
+    path_text = config_path or os.environ.get("NUDGE_CONFIG", "")
+    data: dict[str, Any] = {}
+    if path_text:
+        data = _read_toml(Path(path_text))
+    elif Path("nudge.toml").is_file():
+        data = _read_toml(Path("nudge.toml"))
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc)) from exc

@@ -1,0 +1,86 @@
+"""Admin-authored SQL fragments (numerator, denominator, segment): parsed and allow-listed."""
+
+from __future__ import annotations
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError
+
+# Columns, literals, arithmetic, comparisons and boolean logic: nothing that can read another
+# table, call a function, or end the statement.
+_ALLOWED: tuple[type[exp.Expr], ...] = (
+    exp.Column,
+    exp.Identifier,
+    exp.Literal,
+    exp.Paren,
+    exp.Null,
+    exp.Boolean,
+    exp.Add,
+    exp.Sub,
+    exp.Mul,
+    exp.Div,
+    exp.Neg,
+    exp.Mod,
+    exp.EQ,
+    exp.NEQ,
+    exp.GT,
+    exp.GTE,
+    exp.LT,
+    exp.LTE,
+    exp.Is,
+    exp.In,
+    exp.Between,
+    exp.And,
+    exp.Or,
+    exp.Not,
+    exp.Cast,
+    exp.DataType,
+    exp.Tuple,
+    exp.Like,
+    exp.ILike,
+)
+
+_SQLGLOT_DIALECTS = {
+    "postgresql": "postgres",
+    "sqlite": "sqlite",
+    "duckdb": "duckdb",
+    "snowflake": "snowflake",
+}
+
+
+def sqlglot_dialect(sqlalchemy_dialect: str) -> str:
+    """sqlglot's name for a SQLAlchemy dialect."""
+    return _SQLGLOT_DIALECTS.get(sqlalchemy_dialect, sqlalchemy_dialect)
+
+
+def _problem(expression: exp.Expr, columns: set[str]) -> str | None:
+    for node in expression.walk():
+        if node.comments:
+            return "comments are not allowed"
+        if not isinstance(node, _ALLOWED):
+            return f"{node.key.upper()} is not allowed (only columns, numbers, + - * / and AND/OR)"
+        if isinstance(node, exp.Column):
+            if node.table:
+                return f"{node.sql()} names a table; use the column alone"
+            if node.name.lower() not in columns:
+                return f"unknown column {node.name!r}"
+    return None
+
+
+def compile_fragment(name: str, text: str, columns: set[str], dialect: str) -> str:
+    """Validate a fragment against the table's columns; return it rendered for `dialect`.
+
+    Raises ValueError with the reason, naming the setting.
+    """
+    if ";" in text or "--" in text or "/*" in text:
+        raise ValueError(f"[columns/rule] {name}: ';' and comments are not allowed")
+    try:
+        parsed = sqlglot.parse(text, read=sqlglot_dialect(dialect))
+    except ParseError as exc:
+        raise ValueError(f"{name}: not a SQL expression ({str(exc).splitlines()[0]})") from exc
+    if len(parsed) != 1 or parsed[0] is None:
+        raise ValueError(f"{name}: must be exactly one expression")
+    problem = _problem(parsed[0], {column.lower() for column in columns})
+    if problem:
+        raise ValueError(f"{name} = {text!r}: {problem}")
+    return parsed[0].sql(dialect=sqlglot_dialect(dialect))

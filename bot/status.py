@@ -1,0 +1,64 @@
+"""`nudge status`: what the poller has done and what needs a human."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from rich.console import Console
+from rich.table import Table
+
+from bot.store import Store
+
+
+def _moment(value: object) -> str:
+    return f"{value:%Y-%m-%d %H:%M} UTC" if value else "—"
+
+
+def show_status(console: Console, store: Store, *, limit: int = 10) -> None:
+    """Print recent runs, open alerts by state, and undeliverable or failed sends with why."""
+    runs = store.recent_runs(limit)
+    table = Table(
+        "started",
+        "status",
+        "threshold",
+        "evaluated",
+        "above",
+        "insufficient",
+        "sent",
+        "failed",
+        "error",
+        title="Recent polls",
+        title_justify="left",
+    )
+    for run in runs:
+        table.add_row(
+            _moment(run["started_at"]),
+            run["status"],
+            f"{run['threshold']:g} %",
+            str(run["evaluated"]),
+            str(run["above"]),
+            str(run["insufficient"]),
+            str(run["sent"]),
+            str(run["failed"]),
+            run["error"] or "",
+        )
+    console.print(table if runs else "No poll has run yet: try `nudge poll --dry-run`.")
+    states = Counter(record.state for record in store.open_alerts().values())
+    summary = ", ".join(f"{n} {state}" for state, n in sorted(states.items())) or "none"
+    console.print(f"Open alerts: {summary}")
+    problems = store.deliveries_by_status(("undeliverable", "failed", "unknown"))
+    if not problems:
+        console.print("Undeliverable alerts: none")
+        return
+    names = {r.id: r.account_name for r in store.open_alerts().values()}
+    table = Table(
+        "when", "account", "status", "why", title="Undeliverable or failed", title_justify="left"
+    )
+    for delivery in problems:
+        table.add_row(
+            _moment(delivery.created_at),
+            names.get(delivery.alert_id, delivery.alert_id),
+            delivery.status,
+            delivery.error or "",
+        )
+    console.print(table)
