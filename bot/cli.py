@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bot.config import Settings, load_settings, parse_threshold
-from bot.delivery import Dispatcher, SlackGateway, SlackWeb, web_client
+from bot.delivery import Dispatcher, Pacer, SlackGateway, SlackWeb, web_client
 from bot.errors import ConfigError, DeliveryError, WarehouseError
 from bot.poller import Poller, PollReport
 from bot.store import Store
@@ -33,7 +33,13 @@ def now_utc() -> datetime:
 
 
 def build_poller(
-    settings: Settings, store: Store, slack: SlackGateway | None, *, dry_run: bool
+    settings: Settings,
+    store: Store,
+    slack: SlackGateway | None,
+    *,
+    dry_run: bool,
+    clock: Callable[[], datetime] = now_utc,
+    pacer: Pacer | None = None,
 ) -> Poller:
     """Wire a Poller from settings; ConfigError for a bad table, columns or territory file."""
     engine = warehouse_engine(
@@ -47,10 +53,10 @@ def build_poller(
         overrides=read_territory(settings.resolve_path(csv_path)) if csv_path else None,
         store=None if dry_run else store,
         cache_ttl=settings.territory.cache_ttl,
-        clock=now_utc,
+        clock=clock,
     )
-    dispatcher = None if dry_run or slack is None else Dispatcher(store, slack, now_utc)
-    return Poller(settings, store, warehouse, territory, TemplateSummariser(), dispatcher, now_utc)
+    dispatcher = None if dry_run or slack is None else Dispatcher(store, slack, clock, pacer)
+    return Poller(settings, store, warehouse, territory, TemplateSummariser(), dispatcher, clock)
 
 
 def _live_slack(settings: Settings, *, dry_run: bool) -> SlackWeb | None:

@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol
 
 from slack_sdk import WebClient
@@ -50,7 +50,7 @@ class SlackGateway(Protocol):
 
     def update(self, channel: str, ts: str, message: Message) -> None: ...
 
-    def find_delivery(self, channel: str, oldest: datetime, message_key: str) -> str | None: ...
+    def find_delivery(self, channel: str, message_key: str) -> str | None: ...
 
 
 def _slack_user(data: dict[str, Any]) -> SlackUser:
@@ -146,14 +146,14 @@ class SlackWeb:
         """chat.update on the D… channel and ts where the card lives."""
         self._call("chat.update", channel=channel, ts=ts, text=message.text, blocks=message.blocks)
 
-    def find_delivery(self, channel: str, oldest: datetime, message_key: str) -> str | None:
-        """The ts of a message carrying this delivery's metadata, if Slack has it."""
+    def find_delivery(self, channel: str, message_key: str) -> str | None:
+        """The ts of a message carrying this delivery's metadata, if Slack has it.
+
+        The newest 200 messages of the conversation: recovery runs at the next poll, minutes
+        after the send, and a bot's DM or alert channel never moves that fast.
+        """
         data = self._call(
-            "conversations.history",
-            channel=channel,
-            oldest=f"{oldest.timestamp():.6f}",
-            include_all_metadata=True,
-            limit=200,
+            "conversations.history", channel=channel, include_all_metadata=True, limit=200
         )
         for message in data.get("messages", []):
             payload = (message.get("metadata") or {}).get("event_payload") or {}
@@ -249,8 +249,11 @@ class Dispatcher:
         for key, delivery in groups.items():
             ts = None
             if delivery.channel:
-                oldest = delivery.created_at - timedelta(minutes=1)
-                ts = self.slack.find_delivery(delivery.channel, oldest, key)
+                try:
+                    ts = self.slack.find_delivery(delivery.channel, key)
+                except DeliveryError as exc:  # still in doubt: checked again next run
+                    log.warning("cannot check delivery %s yet: %s", key, exc)
+                    continue
             if ts:
                 self.store.finish_delivery(
                     key, "sent", self.clock(), channel=delivery.channel, ts=ts

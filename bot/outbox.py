@@ -6,7 +6,6 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +79,6 @@ class OutboxSlack:
     def update(self, channel: str, ts: str, message: Message) -> None:
         """chat.update: the demo never updates (one poll only)."""
 
-    def find_delivery(self, channel: str, oldest: datetime, message_key: str) -> str | None:
+    def find_delivery(self, channel: str, message_key: str) -> str | None:
         """Nothing is ever unconfirmed in the demo."""
         return None

@@ -98,8 +98,23 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    args = {"connect_timeout": 10, "options": "-c statement_timeout=30000"}
-    return create_engine(url, pool_pre_ping=True, connect_args=args)
+    engine = create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+    if parsed.get_backend_name() == "postgresql":
+        event.listen(engine, "connect", postgres_session(30))
+    return engine
+
+
+def postgres_session(timeout_s: float, *, read_only: bool = False) -> Any:
+    """A connect hook bounding every statement (and, for the warehouse, refusing writes)."""
+
+    def configure(dbapi_connection: Any, _record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f"SET statement_timeout = {int(timeout_s * 1000)}")
+            if read_only:
+                cursor.execute("SET default_transaction_read_only = on")
+        dbapi_connection.commit()
+
+    return configure
 
 
 @contextlib.contextmanager
@@ -262,11 +277,12 @@ class Store:
             return [_delivery(row) for row in conn.execute(query)]
 
     def delivery_summary(self, alert_ids: Iterable[str]) -> dict[str, tuple[bool, int]]:
-        """Per alert: (ever sent, failed attempts so far)."""
+        """Per alert: (sent or in doubt, attempts so far). In doubt is never re-sent blindly."""
         ids = list(alert_ids)
         if not ids:
             return {}
-        sent = func.sum(case((deliveries.c.status == "sent", 1), else_=0))
+        settled = deliveries.c.status.in_(("sent", "pending", "unknown"))
+        sent = func.sum(case((settled, 1), else_=0))
         tries = func.count(deliveries.c.id)
         query = (
             select(deliveries.c.alert_id, sent, tries)

@@ -19,6 +19,7 @@ from sqlalchemy import (
     case,
     column,
     create_engine,
+    event,
     func,
     inspect,
     literal_column,
@@ -33,6 +34,7 @@ from bot.config import Settings
 from bot.crmid import to_18
 from bot.errors import ConfigError, WarehouseError
 from bot.fragments import compile_fragment
+from bot.store import postgres_session
 
 CHUNK = 500
 STREAM_BATCH = 2_000
@@ -96,13 +98,12 @@ def warehouse_engine(url: str, timeout_s: float) -> Engine:
         local = parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:")
         if local and not Path(database).is_file():
             raise ConfigError([f"warehouse: SQLite file {parsed.database} does not exist"])
-        args: dict[str, Any] = {}
-        if parsed.get_backend_name() == "postgresql":
-            args = {
-                "connect_timeout": 10,
-                "options": f"-c statement_timeout={int(timeout_s * 1000)}",
-            }
-        return create_engine(url, pool_pre_ping=True, pool_recycle=3600, connect_args=args)
+        postgres = parsed.get_backend_name() == "postgresql"
+        args: dict[str, Any] = {"connect_timeout": 10} if postgres else {}
+        engine = create_engine(url, pool_pre_ping=True, pool_recycle=3600, connect_args=args)
+        if postgres:
+            event.listen(engine, "connect", postgres_session(timeout_s, read_only=True))
+        return engine
     except (ArgumentError, NoSuchModuleError, ImportError) as exc:
         raise ConfigError([f"warehouse: cannot use {parsed_name(url)}: {exc}"]) from exc
 
