@@ -167,14 +167,11 @@ def _controls(card: Card) -> Block:
 
 def _context(card: Card) -> ContextBlock:
     hint = f"`/usage-summary {escape_mrkdwn(card.domain)}`" if card.domain else "`/usage-summary`"
-    return ContextBlock(
-        elements=[
-            _md(
-                f"Threshold {format_percent(card.threshold)} · detected "
-                f"{format_moment(card.detected_at)} · {hint} for a fresh summary"
-            )
-        ]
+    line = (
+        f"Threshold {format_percent(card.threshold)} · detected "
+        f"{format_moment(card.detected_at)} · {hint} for a fresh summary"
     )
+    return ContextBlock(elements=[_md(truncate(line, TEXT_LIMIT))])
 
 
 def fallback_text(card: Card) -> str:
@@ -234,7 +231,7 @@ def digest_message(cards: list[Card], first_name: str, threshold: Decimal) -> Me
         blocks += _digest_entry(card)
     tail = f"…and {hidden} more in the app's Home tab. · " if hidden > 0 else ""
     blocks.append(
-        ContextBlock(elements=[_md(f"{tail}`/usage-summary <domain>` for a fresh summary")])
+        ContextBlock(elements=[_md(f"{tail}`/usage-summary &lt;domain&gt;` for a fresh summary")])
     )
     names = ", ".join(escape_mrkdwn(c.account_name) for c in shown)
     return _render(f"{name}, {count} above the threshold: {names}", blocks)

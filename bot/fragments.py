@@ -18,9 +18,7 @@ _ALLOWED: tuple[type[exp.Expr], ...] = (
     exp.Add,
     exp.Sub,
     exp.Mul,
-    exp.Div,
     exp.Neg,
-    exp.Mod,
     exp.EQ,
     exp.NEQ,
     exp.GT,
@@ -57,6 +55,13 @@ def _problem(expression: exp.Expr, columns: set[str]) -> str | None:
     for node in expression.walk():
         if node.comments:
             return "comments are not allowed"
+        if isinstance(node, exp.Div | exp.Mod | exp.IntDiv):
+            # Integer division differs between warehouses (45 / 60 is 0 on PostgreSQL, 0.75 on
+            # DuckDB), so the same table would alert different accounts.
+            return (
+                "division is not allowed (warehouses disagree on integer division); "
+                "scale the other side instead, e.g. numerator = minutes, denominator = hours * 60"
+            )
         if not isinstance(node, _ALLOWED):
             return f"{node.key.upper()} is not allowed (only columns, numbers, + - * / and AND/OR)"
         if isinstance(node, exp.Column):

@@ -15,7 +15,6 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
-    Connection,
     Engine,
     case,
     create_engine,
@@ -118,12 +117,8 @@ def postgres_session(timeout_s: float, *, read_only: bool = False) -> Any:
 
 
 @contextlib.contextmanager
-def _migration_lock(engine: Engine, connection: Connection) -> Iterator[None]:
-    """Replicas starting together migrate one at a time."""
-    if engine.dialect.name == "postgresql":
-        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
-        yield
-        return
+def _file_lock(engine: Engine) -> Iterator[None]:
+    """SQLite replicas starting together migrate one at a time (held until the commit)."""
     database = engine.url.database
     if engine.dialect.name != "sqlite" or not database or database == ":memory:":
         yield
@@ -137,10 +132,12 @@ def _migration_lock(engine: Engine, connection: Connection) -> Iterator[None]:
 
 
 def migrate(engine: Engine) -> None:
-    """Create or upgrade the schema to the latest revision."""
+    """Create or upgrade the schema to the latest revision, one process at a time."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection, _migration_lock(engine, connection):
+    with _file_lock(engine), engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 

@@ -13,6 +13,8 @@ from bot.crmid import to_18
 from bot.errors import ConfigError, OwnerLookupError
 from bot.store import Store
 
+NEGATIVE_TTL = timedelta(hours=1)
+
 
 @dataclass(frozen=True)
 class SlackUser:
@@ -160,8 +162,10 @@ class Territory:
             if not crm_user.active:
                 return Unresolved(owner, f"CRM user {owner} is inactive")
             email = normalise_email(crm_user.email)
+        if not email and self.crm:
+            return Unresolved(owner, f"owner {owner} is not a known CRM user with an email")
         if not email:
-            why = "is not in the territory file" + ("" if self.crm else " and no CRM is configured")
+            why = "is not in the territory file and no CRM is configured"
             return Unresolved(owner, f"owner {owner} {why}")
         return self._by_email_address(owner, email, crm_first)
 
@@ -183,9 +187,12 @@ class Territory:
         now = self.clock()
         if self.store:
             cached = self.store.cached_user(email, now, self.cache_ttl)
+            if cached and not cached["user_id"] and cached["fetched_at"] < now - NEGATIVE_TTL:
+                cached = None  # a new hire may have joined Slack since: ask again hourly
             if cached is not None:
                 if not cached["user_id"]:
-                    return None
+                    # Keep the reason across runs: a deactivated user is not an unknown one.
+                    return SlackUser("", deleted=True) if cached["error"] == "deleted" else None
                 return SlackUser(
                     cached["user_id"],
                     cached["first_name"] or "",

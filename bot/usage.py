@@ -27,7 +27,7 @@ from sqlalchemy import (
     table,
 )
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, NoSuchTableError, SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
 from bot.config import Settings
@@ -154,6 +154,8 @@ class Warehouse:
         schema, _, name = self.settings.warehouse.table.rpartition(".")
         try:
             found = inspect(self.engine).get_columns(name, schema=schema or None)
+        except NoSuchTableError:
+            found = []
         except SQLAlchemyError as exc:
             raise WarehouseError(f"cannot read the warehouse: {type(exc).__name__}") from exc
         columns = {str(c["name"]).lower() for c in found}

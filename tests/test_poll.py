@@ -1,4 +1,4 @@
-"""The main job end to end, in process: warehouse -> lifecycle -> territory -> Slack (fake, HTTP)."""
+"""The main job end to end, in process: warehouse -> lifecycle -> territory -> fake Slack."""
 
 from __future__ import annotations
 
@@ -248,3 +248,21 @@ def test_a_lease_held_elsewhere_skips_the_poll(
     clock.advance(minutes=6)  # the other holder's lease expired with its budget
     assert h.poll().skipped is None
     assert len(h.posts()) == 1
+
+
+def test_two_pollers_at_once_send_one_dm_per_crossing(
+    tmp_path: Path, slack: FakeSlack, clock: Clock, state_url: str
+) -> None:
+    import threading
+
+    h = Harness(tmp_path, slack, clock, state_url=state_url)
+    h.set_rows([])
+    h.poll()
+    h.set_rows([account(n, 45, 50, owner=n % 3 + 1) for n in range(6)])
+    threads = [threading.Thread(target=h.poll) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(h.posts()) == 6
+    assert len({p["text"] for p in h.posts()}) == 6

@@ -17,8 +17,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
-COLUMNS = ("account_id", "account_name", "domain", "owner_id", "tracked_hours",
-           "total_free_hours", "plan")
+COLUMNS = (
+    "account_id",
+    "account_name",
+    "domain",
+    "owner_id",
+    "tracked_hours",
+    "total_free_hours",
+    "plan",
+)
 
 
 def sf_id(prefix: str, n: int) -> str:
@@ -56,11 +63,19 @@ def create_usage_table(
         engine.dispose()
 
 
-def account(n: int, used: Any, quota: Any, *, owner: int = 1, plan: str = "starter",
-            name: str | None = None) -> tuple[Any, ...]:
+def account(
+    n: int, used: Any, quota: Any, *, owner: int = 1, plan: str = "starter", name: str | None = None
+) -> tuple[Any, ...]:
     """One row of the standard test table."""
-    return (sf_id("001", n), name or f"Account {n}", f"account{n}.example", sf_id("005", owner),
-            used, quota, plan)
+    return (
+        sf_id("001", n),
+        name or f"Account {n}",
+        f"account{n}.example",
+        sf_id("005", owner),
+        used,
+        quota,
+        plan,
+    )
 
 
 DECIMAL = Numeric(12, 3)

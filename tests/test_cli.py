@@ -1,0 +1,180 @@
+"""`nudge poll` / `nudge status` as subprocesses, configured as an admin would: env + nudge.toml."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import BOT_TOKEN
+from tests.fakes.slack import FakeSlack
+from tests.warehouses import account, create_usage_table, sf_id
+
+
+def nudge(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run `python -m bot …` with only the given settings in the environment."""
+    base = {
+        k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "NUDGE_", "OPENAI_"))
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        env={**base, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, slack: FakeSlack) -> dict[str, Any]:
+    """A nudge.toml beside a SQLite warehouse and a territory file; the env points at Slack."""
+    create_usage_table(
+        f"sqlite:///{tmp_path / 'usage.db'}",
+        [
+            account(1, 40, 50, owner=1, name="Smith & Sons <EMEA>"),
+            account(2, 45, 50, owner=1),
+            account(3, 10, 50, owner=2),
+            account(4, 5, 0, owner=2),
+            account(5, 41, 50, owner=2),
+        ],
+    )
+    (tmp_path / "territory.csv").write_text(
+        f"crm_user_id,email,slack_user_id\n{sf_id('005', 1)[:15]}, Dana.Owner@Example.com ,\n"
+        f"{sf_id('005', 2)},,U0PRIYA\n"
+    )
+    slack.add_user("U0DANA", "dana.owner@example.com", first_name="Dana")
+    slack.add_user("U0PRIYA", "priya@example.com", first_name="Priya")
+    (tmp_path / "nudge.toml").write_text(
+        '[warehouse]\nurl = "sqlite:///usage.db"\n\n'
+        '[columns]\nowner_id = "owner_id"\nfields = ["plan"]\n\n'
+        '[territory]\ncsv = "territory.csv"\n'
+    )
+    env = {
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_API_URL": slack.url,
+        "NUDGE_CONFIG": str(tmp_path / "nudge.toml"),
+    }
+    return {"env": env, "dir": tmp_path}
+
+
+def test_poll_delivers_each_crossing_once_then_nothing(
+    deployment: dict[str, Any], slack: FakeSlack
+) -> None:
+    run = nudge("poll", "--json", env=deployment["env"], cwd=deployment["dir"])
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert (report["evaluated"], report["above"], report["insufficient_data"]) == (5, 3, 1)
+    assert report["dry_run"] is False and report["threshold"] == 75 and report["errors"] == []
+    got = sorted(
+        (a["account_name"], a["kind"], a["owner"], a["channel"], a["sent"])
+        for a in report["alerts"]
+    )
+    assert got == [
+        ("Account 2", "digest", "U0DANA", "D0DANA", True),
+        ("Account 5", "alert", "U0PRIYA", "D0PRIYA", True),
+        ("Smith & Sons <EMEA>", "digest", "U0DANA", "D0DANA", True),
+    ]
+    assert len(slack.all_posts()) == 2
+    digest = slack.messages("D0DANA")[0]
+    assert "Smith &amp; Sons &lt;EMEA&gt;" in json.dumps(digest["blocks"])
+    second = nudge("poll", "--json", env=deployment["env"], cwd=deployment["dir"])
+    assert second.returncode == 0 and json.loads(second.stdout)["alerts"] == []
+    assert len(slack.all_posts()) == 2
+    assert (deployment["dir"] / "nudge-state.db").exists()  # beside nudge.toml
+    status = nudge("status", env=deployment["env"], cwd=deployment["dir"])
+    assert (
+        status.returncode == 0
+        and "Recent polls" in status.stdout
+        and "2 alerted" not in status.stderr
+    )
+
+
+def test_dry_run_prints_what_would_be_sent_and_sends_nothing(
+    deployment: dict[str, Any], slack: FakeSlack
+) -> None:
+    run = nudge(
+        "poll",
+        "--dry-run",
+        "--json",
+        "--threshold",
+        "90",
+        env=deployment["env"],
+        cwd=deployment["dir"],
+    )
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["dry_run"] is True and report["threshold"] == 90
+    assert [(a["account_name"], a["sent"]) for a in report["alerts"]] == [("Account 2", False)]
+    assert slack.calls_to("chat.postMessage") == []
+    human = nudge("poll", "--dry-run", env=deployment["env"], cwd=deployment["dir"])
+    assert "would send" in human.stdout and "Smith & Sons <EMEA>" in human.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "toml", "message"),
+    [
+        ({}, None, "SLACK_BOT_TOKEN is not set"),
+        ({"NUDGE_RULE__THRESHOLD": "abc"}, None, "rule.threshold"),
+        ({"NUDGE_RULE__THRESHOLD": "101"}, None, "at most 100"),
+        ({}, '[warehouse]\nurl = "sqlite:///missing.db"\n', "does not exist"),
+        ({}, '[warehouse]\nurl = "nosuchdb://x"\n', "cannot use nosuchdb://"),
+        (
+            {},
+            '[warehouse]\nurl = "sqlite:///usage.db"\n'
+            '[columns]\nnumerator = "tracked_hours; drop table x"\n',
+            "not allowed",
+        ),
+        (
+            {},
+            '[warehouse]\nurl = "sqlite:///usage.db"\n[rule]\nsegment = "nope = 1"\n',
+            "unknown column",
+        ),
+        ({}, "[warehouse\n", "not valid TOML"),
+    ],
+)
+def test_bad_configuration_exits_2_with_one_line_per_problem(
+    deployment: dict[str, Any], env: dict[str, str], toml: str | None, message: str
+) -> None:
+    settings = dict(deployment["env"])
+    if not env and toml is None:
+        settings.pop("SLACK_BOT_TOKEN")
+    settings.update(env)
+    if toml is not None:
+        (deployment["dir"] / "nudge.toml").write_text(toml)
+    run = nudge("poll", env=settings, cwd=deployment["dir"])
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert message in run.stderr and "Traceback" not in run.stderr
+
+
+def test_threshold_flag_needs_dry_run(deployment: dict[str, Any]) -> None:
+    run = nudge("poll", "--threshold", "80", env=deployment["env"], cwd=deployment["dir"])
+    assert run.returncode == 2 and "--dry-run" in run.stderr
+
+
+def test_missing_email_scope_is_a_startup_error(tmp_path: Path, deployment: dict[str, Any]) -> None:
+    with FakeSlack(token=BOT_TOKEN, scopes="chat:write,im:write,users:read") as narrow:
+        env = {**deployment["env"], "SLACK_API_URL": narrow.url}
+        run = nudge("poll", env=env, cwd=deployment["dir"])
+        assert run.returncode == 2 and "users:read.email" in run.stderr
+        assert narrow.calls_to("chat.postMessage") == []
+
+
+def test_unreachable_warehouse_exits_1_and_is_recorded(deployment: dict[str, Any]) -> None:
+    env = {**deployment["env"], "NUDGE_WAREHOUSE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/x"}
+    run = nudge("poll", "--json", env=env, cwd=deployment["dir"])
+    assert run.returncode == 1
+    assert json.loads(run.stdout)["errors"] and "Traceback" not in run.stderr
+
+
+def test_revoked_token_fails_the_run_without_a_traceback(deployment: dict[str, Any]) -> None:
+    env = {**deployment["env"], "SLACK_BOT_TOKEN": "xoxb-revoked"}
+    run = nudge("poll", env=env, cwd=deployment["dir"])
+    assert run.returncode == 1 and "invalid_auth" in run.stdout + run.stderr
+    assert "xoxb-revoked" not in run.stdout + run.stderr
