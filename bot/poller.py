@@ -282,16 +282,26 @@ class Poller:
             self._send_unresolved(item, why, report)
 
     def _send_unresolved(self, item: _Outgoing, owner: Unresolved, report: PollReport) -> None:
+        if owner.transient:
+            self._record_unsent(item, "failed", owner.reason, report)
+            line = self._line(item, None, None, "alert", False, None)
+            line.error = owner.reason
+            report.alerts.append(line)
+            return
         fallback = self.settings.territory.fallback_channel
         card = Card(**{**item.card.__dict__, "fallback_reason": owner.reason, "first_name": ""})
         if fallback:
             self._send([item], "fallback", fallback, alert_message(card), report, owner.reason)
             return
+        self._record_unsent(item, "undeliverable", owner.reason, report)
+        report.alerts.append(self._line(item, None, None, "undeliverable", False, owner.reason))
+
+    def _record_unsent(self, item: _Outgoing, status: str, why: str, report: PollReport) -> None:
+        """An alert that could not go out this run: recorded (and counted as an attempt)."""
         if not report.dry_run:
             key = new_id()
-            self.store.record_pending(key, [item.record.id], "undeliverable", None, self.clock())
-            self.store.finish_delivery(key, "undeliverable", self.clock(), error=owner.reason)
-        report.alerts.append(self._line(item, None, None, "undeliverable", False, owner.reason))
+            self.store.record_pending(key, [item.record.id], status, None, self.clock())
+            self.store.finish_delivery(key, status, self.clock(), error=why)
 
     def _send(
         self,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Protocol
 
 from bot.crmid import to_18
-from bot.errors import ConfigError, OwnerLookupError
+from bot.errors import ConfigError, DeliveryError, OwnerLookupError
 from bot.store import Store
 
 NEGATIVE_TTL = timedelta(hours=1)
@@ -54,6 +54,7 @@ class Unresolved:
 
     crm_id: str | None
     reason: str
+    transient: bool = False  # a failed look-up, not a missing owner: retried next poll
 
 
 Resolution = Owner | Unresolved
@@ -147,7 +148,16 @@ class Territory:
         wanted = list(dict.fromkeys(owner_ids))
         need_crm = [o for o in wanted if o and o not in self.overrides]
         crm_users = dict(self.crm.users(need_crm)) if self.crm and need_crm else {}
-        return {owner: self._resolve(owner, crm_users) for owner in wanted}
+        return {owner: self._resolve_or_defer(owner, crm_users) for owner in wanted}
+
+    def _resolve_or_defer(self, owner: str | None, crm_users: Mapping[str, CrmUser]) -> Resolution:
+        """One owner's failed look-up fails that owner's accounts this run, not the run."""
+        try:
+            return self._resolve(owner, crm_users)
+        except DeliveryError as exc:
+            if exc.fatal:
+                raise
+            return Unresolved(owner, f"Slack look-up failed ({exc.code or exc})", transient=True)
 
     def _resolve(self, owner: str | None, crm_users: Mapping[str, CrmUser]) -> Resolution:
         if not owner:

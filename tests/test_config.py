@@ -123,4 +123,6 @@ def test_bad_durations(text: str) -> None:
 def test_the_documented_example_file_is_valid() -> None:
     example = Path(__file__).resolve().parents[1] / "nudge.toml.example"
     settings = load_settings(example)
-    assert settings.rule.threshold == Decimal(75) and settings.schedule.every == timedelta(minutes=15)
+    assert settings.rule.threshold == Decimal(75) and settings.schedule.every == timedelta(
+        minutes=15
+    )

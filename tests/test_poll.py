@@ -266,3 +266,21 @@ def test_two_pollers_at_once_send_one_dm_per_crossing(
         thread.join()
     assert len(h.posts()) == 6
     assert len({p["text"] for p in h.posts()}) == 6
+
+
+def test_a_failed_owner_lookup_fails_that_owner_only_and_is_retried(
+    tmp_path: Path, slack: FakeSlack, clock: Clock
+) -> None:
+    h = Harness(tmp_path, slack, clock)
+    h.set_rows([])
+    h.poll()
+    h.set_rows([account(1, 45, 50, owner=1), account(2, 45, 50, owner=2)])
+    slack.fail("users.lookupByEmail", error="internal_error", status=500)
+    report = h.poll()
+    assert report.ran
+    outcome = sorted((a.account_name, a.sent, a.error is not None) for a in report.alerts)
+    assert outcome == [("Account 1", False, True), ("Account 2", True, False)]
+    clock.advance(minutes=15)
+    retry = h.poll()
+    assert [(a.account_name, a.sent) for a in retry.alerts] == [("Account 1", True)]
+    assert len(h.posts()) == 2
