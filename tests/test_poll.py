@@ -151,9 +151,7 @@ def test_f05_120_accounts_40_owners_a_429_and_a_failure(
     tmp_path: Path, slack: FakeSlack, clock: Clock
 ) -> None:
     h = Harness(tmp_path, slack, clock, owners=40)
-    h.set_rows([])
-    h.poll()  # the first poll saw nothing: what follows are ordinary crossings
-    h.set_rows([account(n, 40, 50, owner=n % 40 + 1) for n in range(120)])
+    h.after_a_quiet_first_poll([account(n, 40, 50, owner=n % 40 + 1) for n in range(120)])
     slack.fail("chat.postMessage", error="ratelimited", status=429, retry_after=1)
     slack.fail("chat.postMessage", error="internal_error", status=500)
     report = h.poll()
@@ -205,9 +203,7 @@ def test_a_post_whose_connection_dropped_is_found_in_history_not_resent(
     tmp_path: Path, slack: FakeSlack, clock: Clock
 ) -> None:
     h = Harness(tmp_path, slack, clock)
-    h.set_rows([])
-    h.poll()
-    h.set_rows([account(1, 45, 50, owner=1)])
+    h.after_a_quiet_first_poll([account(1, 45, 50, owner=1)])
     slack.drop("chat.postMessage", after_effect=True)
     first = h.poll()
     assert [(a.sent, a.error) for a in first.alerts] == [(False, "connection")]
@@ -224,9 +220,7 @@ def test_a_post_lost_before_slack_got_it_is_sent_again_next_poll(
     tmp_path: Path, slack: FakeSlack, clock: Clock
 ) -> None:
     h = Harness(tmp_path, slack, clock)
-    h.set_rows([])
-    h.poll()
-    h.set_rows([account(1, 45, 50, owner=1)])
+    h.after_a_quiet_first_poll([account(1, 45, 50, owner=1)])
     slack.drop("chat.postMessage", after_effect=False)
     h.poll()
     assert h.posts() == []
@@ -256,9 +250,7 @@ def test_two_pollers_at_once_send_one_dm_per_crossing(
     import threading
 
     h = Harness(tmp_path, slack, clock, state_url=state_url)
-    h.set_rows([])
-    h.poll()
-    h.set_rows([account(n, 45, 50, owner=n % 3 + 1) for n in range(6)])
+    h.after_a_quiet_first_poll([account(n, 45, 50, owner=n % 3 + 1) for n in range(6)])
     threads = [threading.Thread(target=h.poll) for _ in range(3)]
     for thread in threads:
         thread.start()
@@ -272,9 +264,7 @@ def test_a_failed_owner_lookup_fails_that_owner_only_and_is_retried(
     tmp_path: Path, slack: FakeSlack, clock: Clock
 ) -> None:
     h = Harness(tmp_path, slack, clock)
-    h.set_rows([])
-    h.poll()
-    h.set_rows([account(1, 45, 50, owner=1), account(2, 45, 50, owner=2)])
+    h.after_a_quiet_first_poll([account(1, 45, 50, owner=1), account(2, 45, 50, owner=2)])
     slack.fail("users.lookupByEmail", error="internal_error", status=500)
     report = h.poll()
     assert report.ran
