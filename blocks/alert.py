@@ -224,7 +224,7 @@ def digest_message(cards: list[Card], first_name: str, threshold: Decimal) -> Me
         f"{escape_mrkdwn(cards[0].quota_label)} — a good time to check in with each."
     )
     blocks: list[Block] = [
-        HeaderBlock(text=f"{len(cards)} accounts above {format_percent(threshold)}"),
+        HeaderBlock(text=f"{len(cards)} accounts at or above {format_percent(threshold)}"),
         SectionBlock(text=_md(truncate(intro, SECTION_LIMIT))),
     ]
     for card in shown:
@@ -233,5 +233,5 @@ def digest_message(cards: list[Card], first_name: str, threshold: Decimal) -> Me
     blocks.append(
         ContextBlock(elements=[_md(f"{tail}`/usage-summary &lt;domain&gt;` for a fresh summary")])
     )
-    names = ", ".join(escape_mrkdwn(c.account_name) for c in shown)
+    names = "; ".join(escape_mrkdwn(c.account_name) for c in shown)
     return _render(f"{name}, {count} above the threshold: {names}", blocks)

@@ -50,7 +50,7 @@ def build_card(
         threshold=threshold,
         detected_at=now,
         unit=settings.columns.unit,
-        plan=str(plan) if plan else "",
+        plan=display_value(plan, today) if plan else "",
         first_name=first_name,
         fields=fields,
         summary_mrkdwn=summary_mrkdwn,

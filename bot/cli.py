@@ -82,25 +82,21 @@ def print_report(console: Console, report: PollReport) -> None:
     if report.skipped:
         console.print(f"Skipped: {report.skipped} (another Nudge process is polling).")
         return
-    verb = "would send" if report.dry_run else "sent"
-    table = Table("account", "usage", "kind", "to", verb, "why / error", box=None)
+    columns = ["account", "usage", "would send" if report.dry_run else "kind", "to"]
+    table = Table(*columns, *([] if report.dry_run else ["sent"]), "why / error", box=None)
     for line in report.alerts:
         who = line.owner or line.channel or "—"
-        table.add_row(
-            line.account_name,
-            f"{line.usage_pct:g} %",
-            line.kind,
-            who,
-            "yes" if line.sent else "no",
-            line.error or line.reason or "",
-        )
+        sent = [] if report.dry_run else ["yes" if line.sent else "no"]
+        why = line.error or line.reason or ""
+        table.add_row(line.account_name, f"{line.usage_pct:g} %", line.kind, who, *sent, why)
     if report.alerts:
         console.print(table)
-    console.print(
-        f"Threshold {report.threshold:g} %: {report.evaluated} accounts evaluated, "
-        f"{report.above} at or above, {report.insufficient_data} with insufficient data; "
-        f"{len(report.alerts)} new alert(s)."
-    )
+    if report.ran:
+        console.print(
+            f"Threshold {report.threshold:g} %: {report.evaluated} accounts evaluated, "
+            f"{report.above} at or above, {report.insufficient_data} with insufficient data; "
+            f"{len(report.alerts)} account(s) with a message this run."
+        )
     for error in report.errors:
         console.print(f"[red]error:[/red] {error}")
 
@@ -151,7 +147,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     """The `nudge` command line."""
-    root = argparse.ArgumentParser(prog="nudge", description=__doc__)
+    root = argparse.ArgumentParser(
+        prog="nudge",
+        description="Nudge: DM account executives when an account crosses a usage threshold.",
+    )
     root.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = root.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run one poll on sample data and preview every DM")

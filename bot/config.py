@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
@@ -19,7 +20,12 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from bot.errors import ConfigError
 
@@ -123,6 +129,18 @@ class SummarySection(_Section):
         if value in ("", None):
             raise ValueError("must be a number of seconds; empty never means no timeout")
         return value
+
+
+SECTIONS: dict[str, type[BaseModel]] = {
+    "warehouse": WarehouseSection,
+    "columns": ColumnsSection,
+    "rule": RuleSection,
+    "schedule": ScheduleSection,
+    "territory": TerritorySection,
+    "salesforce": SalesforceSection,
+    "delivery": DeliverySection,
+    "summary": SummarySection,
+}
 
 
 def _secret(*names: str) -> Any:
@@ -239,25 +257,58 @@ def _read_toml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _explain(error: ValidationError) -> list[str]:
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The valid keys next to an unknown one, for a "did you mean" hint."""
+    if len(loc) == 1:
+        return list(SECTIONS)
+    model = SECTIONS.get(str(loc[0]))
+    return list(model.model_fields) if model else []
+
+
+def _explain(error: ValidationError, source: str) -> list[str]:
     lines = []
     for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"])
-        env = "NUDGE_" + "__".join(str(part).upper() for part in item["loc"])
+        loc = tuple(item["loc"])
+        where = ".".join(str(part) for part in loc)
+        env = "NUDGE_" + "__".join(str(part).upper() for part in loc)
         message = item["msg"].removeprefix("Value error, ")
-        lines.append(f"{where}: {message} (set in nudge.toml or {env})")
+        if item["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(str(loc[-1]), _known_keys(loc), n=1)
+            message = "unknown setting" + (f"; did you mean {close[0]!r}?" if close else "")
+        lines.append(f"{where}: {message} (set in {source} or {env})")
     return lines
+
+
+def _check_sections(data: dict[str, Any], path: Path) -> None:
+    unknown = [
+        key for key, value in data.items() if isinstance(value, dict) and key not in SECTIONS
+    ]
+    problems = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, list(SECTIONS), n=1)
+        hint = f"; did you mean [{close[0]}]?" if close else ""
+        problems.append(f"{path}: unknown section [{key}]{hint}")
+    if problems:
+        raise ConfigError(problems)
 
 
 def load_settings(config_path: str | os.PathLike[str] | None = None) -> Settings:
     """Load and validate settings; raise ConfigError with one line per problem."""
     path_text = config_path or os.environ.get("NUDGE_CONFIG", "")
+    path = Path(path_text) if path_text else Path("nudge.toml")
     data: dict[str, Any] = {}
-    if path_text:
-        data = _read_toml(Path(path_text))
-    elif Path("nudge.toml").is_file():
-        data = _read_toml(Path("nudge.toml"))
+    if path_text or path.is_file():
+        data = _read_toml(path)
+        _check_sections(data, path)
+    # A .env beside nudge.toml is read too (the working folder's one wins).
+    env_files = [path.resolve().parent / ".env", Path(".env")]
+    source = str(path) if data else "nudge.toml"
     try:
-        return Settings(**data)
+        return Settings(**data, _env_file=tuple(env_files))  # type: ignore[call-arg]
     except ValidationError as exc:
-        raise ConfigError(_explain(exc)) from exc
+        raise ConfigError(_explain(exc, source)) from exc
+    except SettingsError as exc:
+        cause = exc.__cause__ or exc
+        raise ConfigError(
+            [f"{exc}: {cause} (lists and tables in the environment are JSON, e.g. '[\"plan\"]')"]
+        ) from exc

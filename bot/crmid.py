@@ -9,11 +9,15 @@ _ID = re.compile(r"^[a-zA-Z0-9]{15}([a-zA-Z0-9]{3})?$")
 
 
 def to_18(value: str) -> str:
-    """The 18-character form of a Salesforce id; other values come back trimmed, unchanged."""
+    """The 18-character form of a 15-character Salesforce id; other values come back trimmed.
+
+    An 18-character id is kept as given: re-deriving its suffix would make distinct ids from
+    other systems (or hand-made test data) collide on their first 15 characters.
+    """
     text = value.strip()
-    if not _ID.match(text):
+    if not _ID.match(text) or len(text) == 18:
         return text
-    base = text[:15]
+    base = text
     suffix = ""
     for start in range(0, 15, 5):
         chunk = base[start : start + 5]

@@ -102,7 +102,12 @@ class SlackWeb:
             response = self.client.auth_test()
         except SlackApiError as exc:
             code = _error_code(exc)
-            raise DeliveryError(f"auth.test: {code}", code, fatal=True) from exc
+            raise DeliveryError(
+                f"Slack refused SLACK_BOT_TOKEN ({code}): use the Bot User OAuth Token (xoxb-…) "
+                "of the installed app, from OAuth & Permissions",
+                code,
+                fatal=True,
+            ) from exc
         header = {k.lower(): v for k, v in response.headers.items()}.get("x-oauth-scopes", "")
         value = header[0] if isinstance(header, list) else header
         return {part.strip() for part in str(value).split(",") if part.strip()}

@@ -86,7 +86,7 @@ def run_demo(console: Console, folder: Path, *, seed: int = 7, accounts: int = 3
     names = {u.id: u.real_name for u in outbox.users.values()}
     console.print(
         f"[bold]Nudge demo[/bold] — sample warehouse {folder / 'warehouse.db'}, "
-        f"first poll at {datetime.now(UTC):%H:%M} UTC. Nothing leaves this machine.\n"
+        f"first poll at {datetime.now(UTC):%H:%M} UTC.\nNothing leaves this machine.\n"
     )
     for sent in outbox.sent:
         to = (

@@ -157,7 +157,7 @@ class Poller:
         report.first_poll = not self.store.has_history()
         digest = digest_mode(report.first_poll, report.threshold, self.store.last_ok_threshold())
         opened = self.store.open_alerts()
-        crossings, usage = self._scan(report.threshold, opened)
+        crossings, usage = self._scan(report.threshold, opened, report)
         plan = self._plan(opened, usage, report.threshold, now)
         if not report.dry_run:
             self.store.close_alerts((opened[a].id for a in plan.rearm), now)
@@ -170,20 +170,28 @@ class Poller:
         self._remind([opened[a] for a in plan.reminders], owners, report, now)
 
     def _scan(
-        self, threshold: Decimal, opened: dict[str, AlertRecord]
+        self, threshold: Decimal, opened: dict[str, AlertRecord], report: PollReport
     ) -> tuple[list[UsageRow], dict[str, Decimal | None]]:
         """Stream the rows above; keep only new crossings, and the current usage of open alerts."""
-        crossings: list[UsageRow] = []
+        crossings: dict[str, UsageRow] = {}
         usage: dict[str, Decimal | None] = {}
+        duplicates: list[str] = []
         for row in self.warehouse.above(threshold):
             if row.account_id in opened:
                 usage[row.account_id] = row.usage_pct
+            elif row.account_id in crossings:
+                duplicates.append(row.account_id)
             else:
-                crossings.append(row)
+                crossings[row.account_id] = row
+        if duplicates:
+            report.errors.append(
+                f"{len(duplicates)} row(s) repeat an account_id (e.g. {duplicates[0]}): only the "
+                "first alerts; the table must have one row per account"
+            )
         missing = [a for a in opened if a not in usage]
         for row in self.warehouse.rows_by_id(missing):
             usage[row.account_id] = row.usage_pct
-        return crossings, usage
+        return list(crossings.values()), usage
 
     def _plan(
         self,

@@ -18,12 +18,11 @@ def show_status(console: Console, store: Store, *, limit: int = 10) -> None:
     """Print recent runs, open alerts by state, and undeliverable or failed sends with why."""
     runs = store.recent_runs(limit)
     table = Table(
-        "started",
+        "started (UTC)",
         "status",
-        "threshold",
-        "evaluated",
+        "rows",
         "above",
-        "insufficient",
+        "no data",
         "sent",
         "failed",
         "error",
@@ -32,11 +31,10 @@ def show_status(console: Console, store: Store, *, limit: int = 10) -> None:
     )
     for run in runs:
         table.add_row(
-            _moment(run["started_at"]),
+            f"{run['started_at']:%m-%d %H:%M}",
             run["status"],
-            f"{run['threshold']:g} %",
             str(run["evaluated"]),
-            str(run["above"]),
+            f"{run['above']} ≥ {run['threshold']:g} %",
             str(run["insufficient"]),
             str(run["sent"]),
             str(run["failed"]),

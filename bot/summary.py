@@ -15,7 +15,6 @@ from blocks.text import (
     format_day,
     format_number,
     format_percent,
-    humanize_field,
 )
 from bot.usage import UsageRow
 
@@ -77,15 +76,16 @@ def _usage_bullet(data: SummaryInput) -> str:
     return f"{used} ({format_percent(pct)}): {format_number(-left)}{unit} over the quota."
 
 
-def _field_bullets(data: SummaryInput) -> list[str]:
-    parts, activity = [], []
+def _activity_bullets(data: SummaryInput) -> list[str]:
+    """Recency, when the row has an activity date (the card already shows the other fields)."""
+    bullets = []
     for name, value in data.row.fields.items():
         day = as_date(value)
         if day is not None and "activ" in name.lower():
-            activity.append(f"Last active {days_ago(day, data.today)}.")
-        elif (shown := display_value(value, data.today)) != "":
-            parts.append(f"{humanize_field(name)}: {shown}")
-    return ([escape_mrkdwn(" · ".join(parts))] if parts else []) + activity
+            days = (data.today - day).days
+            busy = "still in active use" if days <= 7 else "quieter lately"
+            bullets.append(f"Last active {days_ago(day, data.today)}: {busy}.")
+    return bullets
 
 
 def _fit(bullets: list[str], limit: int = MAX_WORDS) -> str:
@@ -105,12 +105,12 @@ class TemplateSummariser:
 
     def summarise(self, data: SummaryInput) -> str:
         """Slack mrkdwn bullets, escaped, at most 100 words."""
-        bullets = [_usage_bullet(data), *_field_bullets(data)]
+        bullets = [_usage_bullet(data), *_activity_bullets(data)]
         pct = data.row.usage_pct or Decimal(0)
         if pct >= 100:
             bullets.append("Over quota now: a natural moment to talk about a bigger plan.")
         else:
-            bullets.append("Likely to run out before the period ends: check in about an upgrade.")
+            bullets.append("Close to the quota: a good moment to check in about an upgrade.")
         return _fit(bullets)
 
 

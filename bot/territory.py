@@ -181,17 +181,23 @@ class Territory:
 
     def _by_slack_id(self, owner: str, user_id: str, crm_first: str) -> Resolution:
         if self.slack is None:
-            return Unresolved(owner, "Slack is not configured")
+            return self._not_looked_up(owner)
         if user_id not in self._by_id:
             self._by_id[user_id] = self.slack.user_info(user_id)
         return self._finish(owner, self._by_id[user_id], f"Slack user {user_id}", crm_first)
 
     def _by_email_address(self, owner: str, email: str, crm_first: str) -> Resolution:
         if self.slack is None:
-            return Unresolved(owner, "Slack is not configured")
+            return self._not_looked_up(owner)
         if email not in self._by_email:
             self._by_email[email] = self._cached_lookup(email)
         return self._finish(owner, self._by_email[email], email, crm_first)
+
+    @staticmethod
+    def _not_looked_up(owner: str) -> Unresolved:
+        return Unresolved(
+            owner, "not looked up in Slack: SLACK_BOT_TOKEN is not set", transient=True
+        )
 
     def _cached_lookup(self, email: str) -> SlackUser | None:
         now = self.clock()

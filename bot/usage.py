@@ -97,7 +97,8 @@ def warehouse_engine(url: str, timeout_s: float) -> Engine:
         database = str(parsed.database or "")
         local = parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:")
         if local and not Path(database).is_file():
-            raise ConfigError([f"warehouse: SQLite file {parsed.database} does not exist"])
+            where = Path(database).resolve()
+            raise ConfigError([f"warehouse: SQLite file {where} does not exist"])
         postgres = parsed.get_backend_name() == "postgresql"
         args: dict[str, Any] = {"connect_timeout": 10} if postgres else {}
         engine = create_engine(url, pool_pre_ping=True, pool_recycle=3600, connect_args=args)
@@ -161,8 +162,9 @@ class Warehouse:
         columns = {str(c["name"]).lower() for c in found}
         if not columns:
             raise ConfigError([f"warehouse: table {self.settings.warehouse.table!r} not found"])
+        known = ", ".join(sorted(columns)[:30])
         problems = [
-            f"[columns] {role} = {name!r}: no such column"
+            f"[columns] {role} = {name!r}: no such column (the table has: {known})"
             for role, name in self._role_columns()
             if name.lower() not in columns
         ]
@@ -178,7 +180,8 @@ class Warehouse:
             try:
                 compiled[role] = compile_fragment(role, text, columns, self.engine.dialect.name)
             except ValueError as exc:
-                problems.append(str(exc))
+                hint = f" (the table has: {known})" if "unknown column" in str(exc) else ""
+                problems.append(f"{exc}{hint}")
         if problems:
             raise ConfigError(problems)
         self._numerator = literal_column(f"({compiled['numerator']})")

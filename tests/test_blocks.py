@@ -330,7 +330,7 @@ def test_digest_of_40_lists_15_and_says_25_more() -> None:
     cards = digest_cards(40)
     message = digest_message(cards, "Dana", Decimal("75"))
     assert len(message.blocks) <= 50
-    assert blocks_of(message, "header")[0]["text"]["text"] == "40 accounts above 75 %"
+    assert blocks_of(message, "header")[0]["text"]["text"] == "40 accounts at or above 75 %"
     entries = [
         b["text"]["text"] for b in blocks_of(message, "section") if "Account" in b["text"]["text"]
     ]

@@ -24,9 +24,10 @@ def test_to_18_known_ids(short: str, full: str) -> None:
     assert to_18(short) == full
 
 
-def test_to_18_rechecksums_18_char_ids() -> None:
+def test_18_character_ids_are_kept_as_given_so_distinct_ids_never_collide() -> None:
     assert to_18("001A0000006Vm9rIAC") == "001A0000006Vm9rIAC"
-    assert to_18("001A0000006Vm9rxxx") == "001A0000006Vm9rIAC"
+    ids = [f"0018d00000AAAAAAA{n}" for n in range(1, 8)]
+    assert len({to_18(i) for i in ids}) == 7
 
 
 @pytest.mark.parametrize("value", ["", "acme-42", "001A0000006Vm9", "not a salesforce id"])

@@ -43,7 +43,7 @@ def test_first_poll_sends_one_digest_per_owner_and_a_card_for_a_single_account(
     assert len(posts) == 2
     by_channel = {p["channel"]: p for p in posts}
     digest = by_channel["D0OWNER0001"]
-    assert digest["blocks"][0]["text"]["text"] == "3 accounts above 75 %"
+    assert digest["blocks"][0]["text"]["text"] == "3 accounts at or above 75 %"
     listed = [
         parse_actions_block_id(b["block_id"]) for b in digest["blocks"] if b["type"] == "actions"
     ]
@@ -274,3 +274,13 @@ def test_a_failed_owner_lookup_fails_that_owner_only_and_is_retried(
     retry = h.poll()
     assert [(a.account_name, a.sent) for a in retry.alerts] == [("Account 1", True)]
     assert len(h.posts()) == 2
+
+
+def test_rows_repeating_an_account_id_alert_once_and_say_so(
+    tmp_path: Path, slack: FakeSlack, clock: Clock
+) -> None:
+    h = Harness(tmp_path, slack, clock)
+    h.after_a_quiet_first_poll([account(1, 45, 50, owner=1), account(1, 48, 50, owner=1)])
+    report = h.poll()
+    assert report.ran and len(report.alerts) == 1 and len(h.posts()) == 1
+    assert "repeat an account_id" in report.errors[0]
