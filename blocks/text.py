@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime
-from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, localcontext
 
 _ENTITY_TAIL = re.compile(r"&[a-z]{0,4}$|<[^>]*$")
 ELLIPSIS = "…"
@@ -26,15 +26,20 @@ def truncate(text: str, limit: int) -> str:
 
 def format_number(value: Decimal | int | float, places: int = 1) -> str:
     """1200 -> "1,200"; 12.5 -> "12.5"; trailing zeros dropped."""
-    number = Decimal(str(value)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
-    if number == number.to_integral_value():
-        return f"{int(number):,}"
-    return f"{number:,.{places}f}".rstrip("0")
+    with localcontext() as context:
+        context.prec = 200  # warehouse values can be huge; never fail to print one
+        step = Decimal(1).scaleb(-places)
+        number = Decimal(str(value)).quantize(step, rounding=ROUND_HALF_UP)
+        if number == number.to_integral_value():
+            return f"{int(number):,}"
+        return f"{number:,.{places}f}".rstrip("0")
 
 
 def format_percent(value: Decimal) -> str:
     """Usage percent, rounded *down* to one decimal so 74.99 % never reads as 75 %."""
-    floored = value.quantize(Decimal("0.1"), rounding=ROUND_DOWN)
+    with localcontext() as context:
+        context.prec = 200
+        floored = value.quantize(Decimal("0.1"), rounding=ROUND_DOWN)
     return f"{format_number(floored)} %"
 
 

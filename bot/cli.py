@@ -8,23 +8,27 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.config import Settings, load_settings, parse_threshold
 from bot.delivery import Dispatcher, Pacer, SlackGateway, SlackWeb, web_client
 from bot.errors import ConfigError, DeliveryError, WarehouseError
 from bot.poller import Poller, PollReport
+from bot.preview import terminal_safe
 from bot.store import Store
 from bot.summary import TemplateSummariser
 from bot.territory import Territory, read_territory
 from bot.usage import Warehouse, warehouse_engine
 
 log = logging.getLogger("nudge")
-NEEDED_SCOPES = frozenset({"chat:write", "im:write", "users:read", "users:read.email"})
+# im:history: a send whose outcome is unknown is checked against the DM before a re-send.
+NEEDED_SCOPES = frozenset(
+    {"chat:write", "im:write", "im:history", "users:read", "users:read.email"}
+)
 
 
 def now_utc() -> datetime:
@@ -88,7 +92,8 @@ def print_report(console: Console, report: PollReport) -> None:
         who = line.owner or line.channel or "—"
         sent = [] if report.dry_run else ["yes" if line.sent else "no"]
         why = line.error or line.reason or ""
-        table.add_row(line.account_name, f"{line.usage_pct:g} %", line.kind, who, *sent, why)
+        cells = [line.account_name, f"{line.usage_pct:g} %", line.kind, who, *sent, why]
+        table.add_row(*(terminal_safe(cell) for cell in cells))
     if report.alerts:
         console.print(table)
     if report.ran:
@@ -98,7 +103,7 @@ def print_report(console: Console, report: PollReport) -> None:
             f"{len(report.alerts)} account(s) with a message this run."
         )
     for error in report.errors:
-        console.print(f"[red]error:[/red] {error}")
+        console.print(f"[red]error:[/red] {terminal_safe(error)}")
 
 
 def cmd_poll(args: argparse.Namespace) -> int:
@@ -118,8 +123,12 @@ def cmd_poll(args: argparse.Namespace) -> int:
         slack = _live_slack(settings, dry_run=args.dry_run)
         poller = build_poller(settings, store, slack, dry_run=args.dry_run)
     except (WarehouseError, DeliveryError) as exc:
-        report = PollReport(dry_run=args.dry_run, threshold=threshold or Decimal(0), ran=False)
+        value = threshold or store.stored_threshold() or settings.rule.threshold
+        report = PollReport(dry_run=args.dry_run, threshold=value, ran=False)
         report.errors.append(str(exc))
+        if not args.dry_run:  # visible in `nudge status`, like any failed run
+            run_id = store.start_run(value, now_utc())
+            store.finish_run(run_id, now_utc(), status="failed", error=str(exc))
     else:
         report = poller.run(dry_run=args.dry_run, threshold=threshold)
     if args.json:
@@ -185,4 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except WarehouseError as exc:
         print(f"nudge: {exc}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as exc:
+        log.debug("state database error", exc_info=True)
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
+        print(f"nudge: the state database (NUDGE_STATE_URL) failed: {reason}", file=sys.stderr)
         return 1

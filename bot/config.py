@@ -31,6 +31,7 @@ from bot.errors import ConfigError
 
 DEFAULT_THRESHOLD = Decimal(75)
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
+_THRESHOLD = re.compile(r"^\s*\d+(\.\d+)?\s*%?\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
@@ -43,13 +44,22 @@ def parse_duration(value: object) -> timedelta:
     match = _DURATION.match(str(value))
     if not match or int(match.group(1)) == 0:
         raise ValueError(f"{value!r} is not a duration like 90s, 15m, 26h or 2d")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    except OverflowError as exc:
+        raise ValueError(f"{value!r} is too long a duration") from exc
 
 
 def parse_threshold(value: object) -> Decimal:
-    """A percentage in (0, 100] with at most two decimals."""
+    """A percentage in (0, 100]: digits with up to two decimals, optionally followed by `%`."""
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        text = str(value)
+    elif isinstance(value, str) and _THRESHOLD.match(value):
+        text = value.strip().rstrip("%").strip()
+    else:
+        raise ValueError(f"{value!r} is not a percentage like 75, 75% or 62.5")
     try:
-        number = Decimal(str(value).strip().rstrip("%").strip())
+        number = Decimal(text)
     except InvalidOperation as exc:
         raise ValueError(f"{value!r} is not a number") from exc
     if not number.is_finite() or not 0 < number <= 100:
@@ -78,8 +88,8 @@ class ColumnsSection(_Section):
     account_name: str = "account_name"
     domain: str = "domain"
     owner_id: str = ""
-    numerator: str = "tracked_hours"
-    denominator: str = "total_free_hours"
+    numerator: str = Field(default="tracked_hours", min_length=1)
+    denominator: str = Field(default="total_free_hours", min_length=1)
     fields: list[str] = Field(default_factory=list)
     updated_at: str = ""
     unit: str = "h"
@@ -97,7 +107,7 @@ class ScheduleSection(_Section):
     every: Duration = timedelta(minutes=15)
     cron: str = ""
     timezone: str = "UTC"
-    budget: Duration = timedelta(minutes=5)
+    budget: Annotated[Duration, Field(ge=timedelta(minutes=1))] = timedelta(minutes=5)
 
 
 class TerritorySection(_Section):

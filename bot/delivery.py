@@ -35,6 +35,32 @@ FATAL_ERRORS = frozenset(
     }
 )
 HTTP_TIMEOUT_S = 10
+RATE_LIMIT_RETRIES = 2
+RETRY_AFTER_CAP_S = 15
+# The longest one send can take: every attempt timing out, plus the capped 429 waits.
+SEND_MAX_S = (
+    HTTP_TIMEOUT_S * (RATE_LIMIT_RETRIES + 1) + (RETRY_AFTER_CAP_S + 1) * RATE_LIMIT_RETRIES
+)
+# Errors that mean the history can never be read: the send is treated as lost and retried.
+UNREADABLE_HISTORY = frozenset({"missing_scope", "channel_not_found", "not_in_channel"})
+
+
+class CappedRateLimitRetryHandler(RateLimitErrorRetryHandler):
+    """Waits out a 429's Retry-After, unless it is longer than the cap (then the send fails
+    and the next poll retries it) so a run never sleeps past its budget."""
+
+    def _can_retry(
+        self, *, state: Any, request: Any, response: Any = None, error: Any = None
+    ) -> bool:
+        if not super()._can_retry(state=state, request=request, response=response, error=error):
+            return False
+        headers = {k.lower(): v for k, v in (response.headers if response else {}).items()}
+        value = headers.get("retry-after", ["1"])
+        seconds = value[0] if isinstance(value, list) else value
+        try:
+            return float(seconds) <= RETRY_AFTER_CAP_S
+        except ValueError:
+            return False
 
 
 class SlackGateway(Protocol):
@@ -75,7 +101,7 @@ def web_client(token: str, base_url: str) -> WebClient:
         token=token,
         base_url=base_url,
         timeout=HTTP_TIMEOUT_S,
-        retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=3)],
+        retry_handlers=[CappedRateLimitRetryHandler(max_retry_count=RATE_LIMIT_RETRIES)],
     )
 
 
@@ -100,6 +126,8 @@ class SlackWeb:
         """The scopes granted to the token, from auth.test's `x-oauth-scopes` header."""
         try:
             response = self.client.auth_test()
+        except OSError as exc:
+            raise DeliveryError(f"cannot reach Slack: {type(exc).__name__}", "connection") from exc
         except SlackApiError as exc:
             code = _error_code(exc)
             raise DeliveryError(
@@ -256,9 +284,16 @@ class Dispatcher:
             if delivery.channel:
                 try:
                     ts = self.slack.find_delivery(delivery.channel, key)
-                except DeliveryError as exc:  # still in doubt: checked again next run
-                    log.warning("cannot check delivery %s yet: %s", key, exc)
-                    continue
+                except DeliveryError as exc:
+                    if exc.code not in UNREADABLE_HISTORY:  # still in doubt: checked next run
+                        log.warning("cannot check delivery %s yet: %s", key, exc)
+                        continue
+                    log.warning(
+                        "cannot read %s (%s): delivery %s counted as lost",
+                        delivery.channel,
+                        exc.code,
+                        key,
+                    )
             if ts:
                 self.store.finish_delivery(
                     key, "sent", self.clock(), channel=delivery.channel, ts=ts

@@ -72,7 +72,37 @@ def _problem(expression: exp.Expr, columns: set[str]) -> str | None:
     return None
 
 
-def compile_fragment(name: str, text: str, columns: set[str], dialect: str) -> str:
+_NOT_NUMERIC = (
+    exp.EQ,
+    exp.NEQ,
+    exp.GT,
+    exp.GTE,
+    exp.LT,
+    exp.LTE,
+    exp.Is,
+    exp.In,
+    exp.Between,
+    exp.And,
+    exp.Or,
+    exp.Not,
+    exp.Like,
+    exp.ILike,
+    exp.Boolean,
+)
+
+
+def _numeric_problem(expression: exp.Expr) -> str | None:
+    for node in expression.walk():
+        if isinstance(node, _NOT_NUMERIC):
+            return "must be a number (columns, numbers, + - *), not a condition"
+        if isinstance(node, exp.Literal) and node.is_string:
+            return "must be a number, not a string"
+    return None
+
+
+def compile_fragment(
+    name: str, text: str, columns: set[str], dialect: str, *, numeric: bool = False
+) -> str:
     """Validate a fragment against the table's columns; return it rendered for `dialect`.
 
     Raises ValueError with the reason, naming the setting.
@@ -86,6 +116,8 @@ def compile_fragment(name: str, text: str, columns: set[str], dialect: str) -> s
     if len(parsed) != 1 or parsed[0] is None:
         raise ValueError(f"{name}: must be exactly one expression")
     problem = _problem(parsed[0], {column.lower() for column in columns})
+    if problem is None and numeric:
+        problem = _numeric_problem(parsed[0])
     if problem:
         raise ValueError(f"{name} = {text!r}: {problem}")
     return parsed[0].sql(dialect=sqlglot_dialect(dialect))

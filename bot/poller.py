@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,7 +15,7 @@ from typing import Any
 from blocks.alert import Card, Message, alert_message, digest_message, reminder_message
 from bot.cards import build_card, card_from_json, card_to_json
 from bot.config import Settings
-from bot.delivery import Dispatcher, Outcome
+from bot.delivery import SEND_MAX_S, Dispatcher, Outcome
 from bot.errors import DeliveryError, WarehouseError
 from bot.lifecycle import Episode, digest_mode, plan_open_episodes
 from bot.store import AlertRecord, Store, new_id
@@ -24,6 +25,16 @@ from bot.usage import UsageRow, Warehouse
 
 log = logging.getLogger(__name__)
 LEASE = "poll"
+
+
+def send_window(budget_s: float) -> float:
+    """Seconds of a run's budget in which a new send may start.
+
+    A send takes at most SEND_MAX_S (HTTP timeouts and capped 429 waits), so one that starts
+    in the window finishes before the lease — which expires with the budget — can pass to
+    another poller; that poller then never sees a send still in flight.
+    """
+    return max(budget_s - SEND_MAX_S, budget_s / 2)
 
 
 @dataclass
@@ -98,7 +109,10 @@ class Poller:
         summariser: Summariser,
         dispatcher: Dispatcher | None,
         clock: Callable[[], datetime],
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.monotonic = monotonic
+        self._send_by = 0.0
         self.settings = settings
         self.store = store
         self.warehouse = warehouse
@@ -123,12 +137,17 @@ class Poller:
             report.skipped = "lease held"
             return report
         run_id = None if dry_run else self.store.start_run(value, now)
+        self._send_by = self.monotonic() + send_window(budget.total_seconds())
         try:
             self._cycle(report, now)
         except (WarehouseError, DeliveryError) as exc:
             report.ran = False
             report.errors.append(str(exc))
             log.error("poll failed: %s", exc)
+        except Exception as exc:  # a bug or an unexpected dependency failure: this run only
+            report.ran = False
+            report.errors.append(f"internal error: {type(exc).__name__} (see the log)")
+            log.exception("poll failed")
         finally:
             if run_id is not None:
                 self._finish(run_id, report)
@@ -181,6 +200,8 @@ class Poller:
                 usage[row.account_id] = row.usage_pct
             elif row.account_id in crossings:
                 duplicates.append(row.account_id)
+            elif row.usage_pct is None:
+                continue  # a value the warehouse compared but Python cannot read (text, NaN)
             else:
                 crossings[row.account_id] = row
         if duplicates:
@@ -229,38 +250,51 @@ class Poller:
     ) -> list[_Outgoing]:
         out = []
         for row in rows:
-            owner = owners[row.owner_id]
-            first = owner.first_name if isinstance(owner, Owner) else ""
-            summary = self.summariser.summarise(
-                SummaryInput(row, self.settings.columns.unit, now.date())
-            )
-            card = build_card(
-                self.settings,
-                row,
-                alert_id=new_id(),
-                threshold=report.threshold,
-                now=now,
-                first_name=first,
-                summary_mrkdwn=summary,
-            )
-            record = AlertRecord(
-                id=card.alert_id,
-                account_id=row.account_id,
-                state="alerted",
-                version=1,
-                account_name=row.account_name,
-                owner_crm_id=row.owner_id,
-                owner_slack_id=owner.slack_user_id if isinstance(owner, Owner) else None,
-                usage_pct=row.usage_pct,
-                threshold=report.threshold,
-                card=card_to_json(card),
-                opened_at=now,
-                snoozed_until=None,
-                acted_by=None,
-            )
-            if report.dry_run or self.store.create_alert(record, now):
-                out.append(_Outgoing(record, card, owner))
+            try:
+                item = self._open_alert(row, owners[row.owner_id], report, now)
+            except Exception as exc:  # one bad row fails that account, never the batch
+                log.exception("account %s: cannot open its alert", row.account_id)
+                report.errors.append(f"account {row.account_id}: {type(exc).__name__}")
+                continue
+            if item is not None:
+                out.append(item)
         return out
+
+    def _open_alert(
+        self, row: UsageRow, owner: Resolution, report: PollReport, now: datetime
+    ) -> _Outgoing | None:
+        """Build the card and record the alert; None when another replica already has it."""
+        first = owner.first_name if isinstance(owner, Owner) else ""
+        summary = self.summariser.summarise(
+            SummaryInput(row, self.settings.columns.unit, now.date())
+        )
+        card = build_card(
+            self.settings,
+            row,
+            alert_id=new_id(),
+            threshold=report.threshold,
+            now=now,
+            first_name=first,
+            summary_mrkdwn=summary,
+        )
+        record = AlertRecord(
+            id=card.alert_id,
+            account_id=row.account_id,
+            state="alerted",
+            version=1,
+            account_name=row.account_name,
+            owner_crm_id=row.owner_id,
+            owner_slack_id=owner.slack_user_id if isinstance(owner, Owner) else None,
+            usage_pct=row.usage_pct,
+            threshold=report.threshold,
+            card=card_to_json(card),
+            opened_at=now,
+            snoozed_until=None,
+            acted_by=None,
+        )
+        if report.dry_run or self.store.create_alert(record, now):
+            return _Outgoing(record, card, owner)
+        return None
 
     def _retry(self, record: AlertRecord, owners: dict[str | None, Resolution]) -> _Outgoing:
         owner = owners[record.owner_crm_id]
@@ -321,7 +355,10 @@ class Poller:
         reason: str | None = None,
     ) -> None:
         outcome = Outcome(False)
-        if not report.dry_run and self.dispatcher:
+        if not report.dry_run and self.dispatcher and self.monotonic() > self._send_by:
+            # Past the budget the lease may pass to another poller: leave it to the next run.
+            outcome = Outcome(False, error="run budget used up; sent by the next poll")
+        elif not report.dry_run and self.dispatcher:
             ids = [i.record.id for i in items]
             outcome = self.dispatcher.send(new_id(), ids, kind, recipient, message)
             if outcome.fatal:
@@ -347,7 +384,7 @@ class Poller:
         return AlertReport(
             account_id=item.record.account_id,
             account_name=item.record.account_name,
-            usage_pct=float(round(item.card.usage_pct, 2)),
+            usage_pct=round(float(item.card.usage_pct), 2),
             owner=owner,
             channel=channel,
             kind=kind,
@@ -376,7 +413,12 @@ class Poller:
                     continue
                 where = cards.get(record.id)
                 if where and where.channel and where.ts and self.dispatcher:
-                    self.dispatcher.slack.update(where.channel, where.ts, alert_message(card))
+                    try:
+                        self.dispatcher.slack.update(where.channel, where.ts, alert_message(card))
+                    except DeliveryError as exc:  # the short DM below still goes out
+                        if exc.fatal:
+                            raise
+                        log.warning("cannot update the card of %s: %s", record.id, exc)
             message = reminder_message(card, "", "Your snooze ended")
             self._send(
                 [_Outgoing(record, card, owner)], "reminder", owner.slack_user_id, message, report

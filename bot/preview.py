@@ -14,6 +14,14 @@ from rich.text import Text
 _EMOJI = {":zzz:": "💤", ":white_check_mark:": "✅", ":arrow_right:": "➡", ":arrow_down:": "⬇"}
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(text: object) -> str:
+    """Untrusted text for the terminal: no rich markup, no control or escape sequences."""
+    return escape(_CONTROL.sub("", str(text)))
+
+
 def _unescape(text: str) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
@@ -24,7 +32,7 @@ def mrkdwn_to_rich(text: str, name_of: Callable[[str], str] = lambda user: user)
     text = re.sub(r"<([^|>]+)\|([^>]+)>", lambda m: f"\0{m.group(2)}\0", text)
     for code, emoji in _EMOJI.items():
         text = text.replace(code, emoji)
-    markup = escape(_unescape(text))
+    markup = terminal_safe(_unescape(text))
     markup = re.sub(r"\0([^\0]*)\0", r"[cyan]\1[/cyan]", markup)
     markup = re.sub(r"(?<![\w*])\*([^*\n]+)\*(?![\w*])", r"[bold]\1[/bold]", markup)
     return re.sub(r"`([^`\n]+)`", r"[magenta]\1[/magenta]", markup)
@@ -42,7 +50,7 @@ def _element(element: dict[str, Any]) -> str:
 def _block(block: dict[str, Any], name_of: Callable[[str], str]) -> Text | None:
     kind = block["type"]
     if kind == "header":
-        return Text.from_markup(f"[bold]{escape(_unescape(block['text']['text']))}[/bold]")
+        return Text.from_markup(f"[bold]{terminal_safe(_unescape(block['text']['text']))}[/bold]")
     if kind == "section":
         parts = [mrkdwn_to_rich(block["text"]["text"], name_of)] if block.get("text") else []
         fields = [
@@ -70,4 +78,4 @@ def render(
 ) -> None:
     """Print one message as a panel."""
     parts = [text for block in blocks if (text := _block(block, name_of)) is not None]
-    console.print(Panel(Group(*parts), title=escape(title), title_align="left", width=84))
+    console.print(Panel(Group(*parts), title=terminal_safe(title), title_align="left", width=84))

@@ -7,6 +7,7 @@ from collections import Counter
 from rich.console import Console
 from rich.table import Table
 
+from bot.preview import terminal_safe
 from bot.store import Store
 
 
@@ -38,7 +39,7 @@ def show_status(console: Console, store: Store, *, limit: int = 10) -> None:
             str(run["insufficient"]),
             str(run["sent"]),
             str(run["failed"]),
-            run["error"] or "",
+            terminal_safe(run["error"] or ""),
         )
     console.print(table if runs else "No poll has run yet: try `nudge poll --dry-run`.")
     states = Counter(record.state for record in store.open_alerts().values())
@@ -55,8 +56,8 @@ def show_status(console: Console, store: Store, *, limit: int = 10) -> None:
     for delivery in problems:
         table.add_row(
             _moment(delivery.created_at),
-            names.get(delivery.alert_id, delivery.alert_id),
+            terminal_safe(names.get(delivery.alert_id, delivery.alert_id)),
             delivery.status,
-            delivery.error or "",
+            terminal_safe(delivery.error or ""),
         )
     console.print(table)

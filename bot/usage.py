@@ -8,15 +8,16 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Engine,
-    Integer,
     bindparam,
     case,
+    cast,
     column,
     create_engine,
     event,
@@ -77,15 +78,23 @@ def threshold_hundredths(threshold: Decimal) -> int:
 
 
 def _decimal(value: Any) -> Decimal | None:
-    if value is None or isinstance(value, Decimal):
-        return value
-    return Decimal(str(value))
+    """A finite Decimal, or None for NULL, NaN, infinities and text (insufficient data)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = value if isinstance(value, Decimal) else Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+    return number if number.is_finite() else None
 
 
 def _plain(value: Any) -> Any:
     if isinstance(value, Decimal | float):
-        return _decimal(value)
-    if isinstance(value, datetime | date | int | str) or value is None:
+        number = _decimal(value)
+        return number if number is not None else str(value)
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, datetime | date | int) or value is None:
         return value
     return str(value)
 
@@ -178,7 +187,9 @@ class Warehouse:
             if not text:
                 continue
             try:
-                compiled[role] = compile_fragment(role, text, columns, self.engine.dialect.name)
+                compiled[role] = compile_fragment(
+                    role, text, columns, self.engine.dialect.name, numeric=role != "segment"
+                )
             except ValueError as exc:
                 hint = f" (the table has: {known})" if "unknown column" in str(exc) else ""
                 problems.append(f"{exc}{hint}")
@@ -208,13 +219,16 @@ class Warehouse:
     def _insufficient(self) -> ColumnElement[bool]:
         num, den = self._numerator, self._denominator
         assert num is not None
-        return num.is_(None) | den.is_(None) | (den <= 0) | (num < 0)
+        missing_id = column(self.cols.account_id).is_(None)
+        return missing_id | num.is_(None) | den.is_(None) | (den <= 0) | (num < 0)
 
     def _above(self) -> ColumnElement[bool]:
         # Exact for integers and decimals: no division, the threshold bound as an integer.
         assert self._numerator is not None
-        t = bindparam("t", type_=Integer)
-        return ~self._insufficient() & (self._numerator * 10000 >= t * self._denominator)
+        # 64-bit arithmetic: an INTEGER column times 10 000 overflows int4 on PostgreSQL/DuckDB.
+        t = cast(bindparam("t", type_=BigInteger), BigInteger)
+        scale = cast(literal_column("10000"), BigInteger)
+        return ~self._insufficient() & (self._numerator * scale >= t * self._denominator)
 
     def _where(self, condition: ColumnElement[bool]) -> ColumnElement[bool]:
         return condition if self._segment is None else (self._segment & condition)
@@ -239,8 +253,8 @@ class Warehouse:
         owner = mapping.get("owner_id")
         return UsageRow(
             account_id=to_18(str(mapping["account_id"])),
-            account_name=str(mapping["account_name"] or mapping["account_id"]),
-            domain=str(mapping["domain"] or "").strip().lower(),
+            account_name=_plain(str(mapping["account_name"] or mapping["account_id"])),
+            domain=_plain(str(mapping["domain"] or "")).strip().lower(),
             owner_id=to_18(str(owner)) if owner else None,
             numerator=_decimal(mapping["nudge_numerator"]),
             denominator=_decimal(mapping["nudge_denominator"]),

@@ -76,13 +76,17 @@ class Harness:
         self.poll()
         self.set_rows(rows)
 
-    def poll(self, *, dry_run: bool = False, threshold: Any = None) -> PollReport:
-        """One poll through a freshly built Poller."""
+    def poll(
+        self, *, dry_run: bool = False, threshold: Any = None, monotonic: Any = None
+    ) -> PollReport:
+        """One poll through a freshly built Poller (optionally with a fake monotonic clock)."""
         slack = SlackWeb(web_client(BOT_TOKEN, self.slack.url))
         pacer = Pacer(sleep=self.sleeps.append)
         poller = build_poller(
             self.settings, self.store, slack, dry_run=dry_run, clock=self.clock, pacer=pacer
         )
+        if monotonic is not None:
+            poller.monotonic = monotonic
         return poller.run(dry_run=dry_run, threshold=threshold)
 
     def posts(self) -> list[dict[str, Any]]:

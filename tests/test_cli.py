@@ -158,11 +158,13 @@ def test_threshold_flag_needs_dry_run(deployment: dict[str, Any]) -> None:
     assert run.returncode == 2 and "--dry-run" in run.stderr
 
 
-def test_missing_email_scope_is_a_startup_error(tmp_path: Path, deployment: dict[str, Any]) -> None:
-    with FakeSlack(token=BOT_TOKEN, scopes="chat:write,im:write,users:read") as narrow:
+@pytest.mark.parametrize("missing", ["users:read.email", "im:history"])
+def test_a_missing_scope_is_a_startup_error(deployment: dict[str, Any], missing: str) -> None:
+    granted = {"chat:write", "im:write", "im:history", "users:read", "users:read.email"}
+    with FakeSlack(token=BOT_TOKEN, scopes=",".join(sorted(granted - {missing}))) as narrow:
         env = {**deployment["env"], "SLACK_API_URL": narrow.url}
         run = nudge("poll", env=env, cwd=deployment["dir"])
-        assert run.returncode == 2 and "users:read.email" in run.stderr
+        assert run.returncode == 2 and missing in run.stderr
         assert narrow.calls_to("chat.postMessage") == []
 
 
@@ -178,3 +180,13 @@ def test_revoked_token_fails_the_run_without_a_traceback(deployment: dict[str, A
     run = nudge("poll", env=env, cwd=deployment["dir"])
     assert run.returncode == 1 and "invalid_auth" in run.stdout + run.stderr
     assert "xoxb-revoked" not in run.stdout + run.stderr
+
+
+def test_hostile_names_cannot_drive_the_terminal(deployment: dict[str, Any]) -> None:
+    create_usage_table(
+        f"sqlite:///{deployment['dir'] / 'usage.db'}",
+        [account(1, 45, 50, owner=1, name="[/bold] Evil [red]\x1b]0;pwned\x07\x1b[2J Co")],
+    )
+    run = nudge("poll", "--dry-run", env=deployment["env"], cwd=deployment["dir"])
+    assert run.returncode == 0, run.stderr
+    assert "[/bold] Evil [red]" in run.stdout and "\x1b]0;" not in run.stdout

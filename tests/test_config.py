@@ -95,7 +95,10 @@ def test_threshold_accepted_forms(text: str, expected: str) -> None:
     assert parse_threshold(text) == Decimal(expected)
 
 
-@pytest.mark.parametrize("text", ["abc", "0", "101", "-5", "62.555", "NaN", "inf", ""])
+@pytest.mark.parametrize(
+    "text",
+    ["abc", "0", "101", "-5", "+75", "62,5", "62.555", "75 80", "1e2", "75%%", "NaN", "inf", ""],
+)
 def test_threshold_refused_forms(text: str) -> None:
     with pytest.raises(ValueError):
         parse_threshold(text)

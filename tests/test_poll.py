@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from blocks.ids import parse_actions_block_id
@@ -284,3 +286,71 @@ def test_rows_repeating_an_account_id_alert_once_and_say_so(
     report = h.poll()
     assert report.ran and len(report.alerts) == 1 and len(h.posts()) == 1
     assert "repeat an account_id" in report.errors[0]
+
+
+def test_a_run_past_its_budget_stops_sending_and_the_next_run_sends_the_rest(
+    tmp_path: Path, slack: FakeSlack, clock: Clock
+) -> None:
+    h = Harness(tmp_path, slack, clock, settings={"schedule": {"budget": "2m"}})
+    h.after_a_quiet_first_poll([account(n, 45, 50, owner=n % 3 + 1) for n in range(6)])
+    ticks = iter(range(0, 10_000, 40))  # every look at the clock is 40 s later
+    report = h.poll(monotonic=lambda: float(next(ticks)))
+    sent = [a for a in report.alerts if a.sent]
+    held = [a for a in report.alerts if not a.sent]
+    assert sent and held and all("budget" in (a.error or "") for a in held)
+    clock.advance(minutes=15)
+    h.poll()
+    texts = [p["text"] for p in h.posts()]
+    assert len(texts) == 6 and len(set(texts)) == 6
+
+
+def test_unreadable_numbers_are_skipped_and_the_batch_goes_on(
+    tmp_path: Path, slack: FakeSlack, clock: Clock
+) -> None:
+    h = Harness(tmp_path, slack, clock)
+    h.after_a_quiet_first_poll(
+        [
+            account(1, "40abc", 50, owner=1),
+            account(2, 45, "lots", owner=1),
+            account(3, 9e999, 50, owner=1),
+            account(4, "1e30", 50, owner=1),
+            account(5, 45, 50, owner=2, name="Fine\x00 & <Co>"),
+            (None, "No id", "noid.example", "005", 45, 50, "starter"),
+        ]
+    )
+    report = h.poll()
+    assert report.ran, report.errors
+    names = sorted(a.account_name for a in report.alerts if a.sent)
+    assert names == ["Account 4", "Fine & <Co>"]
+    assert "No id" not in json.dumps([p["text"] for p in h.posts()])
+
+
+def test_a_reminder_still_goes_out_when_the_card_cannot_be_updated(
+    tmp_path: Path, slack: FakeSlack, clock: Clock
+) -> None:
+    h = Harness(tmp_path, slack, clock)
+    h.after_a_quiet_first_poll([account(1, 45, 50, owner=1)])
+    h.poll()
+    record = next(iter(h.store.open_alerts().values()))
+    h.store.update_alert(record.id, record.version, clock(), state="snoozed", snoozed_until=clock())
+    slack.fail("chat.update", error="message_not_found", status=200)
+    clock.advance(minutes=15)
+    report = h.poll()
+    assert report.ran and [(a.kind, a.sent) for a in report.alerts] == [("reminder", True)]
+
+
+def test_an_unexpected_failure_fails_the_run_and_is_recorded(
+    tmp_path: Path, slack: FakeSlack, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.usage import Warehouse
+
+    def broken(self: Warehouse, threshold: Decimal) -> None:
+        raise RuntimeError("driver bug")
+
+    h = Harness(tmp_path, slack, clock)
+    h.set_rows([account(1, 45, 50, owner=1)])
+    monkeypatch.setattr(Warehouse, "counts", broken)
+    report = h.poll()
+    assert not report.ran and report.errors == ["internal error: RuntimeError (see the log)"]
+    assert h.store.recent_runs(1)[0]["status"] == "failed"
+    assert not h.store.has_history()  # the next poll is still the first one: a digest

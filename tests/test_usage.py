@@ -569,3 +569,39 @@ def test_deadline_leaves_a_quick_query_alone(tmp_path: Path) -> None:
     with engine.connect() as conn, deadline(conn, 5):
         assert conn.execute(text("SELECT 42")).scalar() == 42
     engine.dispose()
+
+
+def test_large_integer_values_never_overflow_the_comparison(warehouse_url: str) -> None:
+    # 300 000 * 10 000 does not fit a 32-bit INTEGER (PostgreSQL int4, DuckDB INT32).
+    create_usage_table(warehouse_url, [account(1, 300_000, 350_000), account(2, 100_000, 350_000)])
+    warehouse = make_warehouse(warehouse_url)
+    assert set(above(warehouse)) == {sf_id("001", 1)}
+    assert warehouse.counts(T75).above == 1
+
+
+def test_rows_without_an_account_id_never_alert_and_count_as_insufficient(
+    warehouse_url: str,
+) -> None:
+    create_usage_table(
+        warehouse_url,
+        [account(1, 45, 50), (None, "Ghost", "ghost.example", sf_id("005", 1), 45, 50, "starter")],
+    )
+    warehouse = make_warehouse(warehouse_url)
+    assert set(above(warehouse)) == {sf_id("001", 1)}
+    counts = warehouse.counts(T75)
+    assert (counts.evaluated, counts.above, counts.insufficient) == (2, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("values", "reason"),
+    [
+        ({"numerator": "tracked_hours > 0"}, "not a condition"),
+        ({"denominator": "'abc'"}, "not a string"),
+        ({"numerator": "TRUE"}, "not a condition"),
+    ],
+)
+def test_numerator_and_denominator_must_be_numbers(
+    warehouse_url: str, values: dict[str, str], reason: str
+) -> None:
+    create_usage_table(warehouse_url, [account(1, 45, 50)])
+    assert reason in config_problems(warehouse_url, columns=values)
