@@ -166,7 +166,8 @@ def _controls(card: Card) -> Block:
 
 
 def _context(card: Card) -> ContextBlock:
-    hint = f"`/usage-summary {escape_mrkdwn(card.domain)}`" if card.domain else "`/usage-summary`"
+    domain = escape_mrkdwn(card.domain.replace("`", ""))
+    hint = f"`/usage-summary {domain}`" if domain else "`/usage-summary`"
     line = (
         f"Threshold {format_percent(card.threshold)} · detected "
         f"{format_moment(card.detected_at)} · {hint} for a fresh summary"

@@ -232,9 +232,10 @@ class Settings(BaseSettings):
         """Fail fast with one line per setting that `command` needs and lacks."""
         problems: list[str] = []
         if command in ("poll", "run", "check") and not self.effective_warehouse_url:
+            where = "" if self.config_dir else " (no ./nudge.toml here and NUDGE_CONFIG is not set)"
             problems.append(
                 "warehouse: set NUDGE_WAREHOUSE_URL or [warehouse] url in nudge.toml "
-                "(a SQLAlchemy URL such as sqlite:///usage.db or snowflake://…)"
+                f"(a SQLAlchemy URL such as sqlite:///usage.db or snowflake://…){where}"
             )
         if command in ("poll", "run") and not dry_run and not self.slack_bot_token:
             problems.append(
