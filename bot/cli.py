@@ -6,8 +6,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -15,14 +14,12 @@ from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.config import Settings, load_settings, parse_threshold
-from bot.delivery import Dispatcher, Pacer, SlackGateway, SlackWeb, web_client
+from bot.delivery import SlackWeb, web_client
 from bot.errors import ConfigError, DeliveryError, WarehouseError
-from bot.poller import Poller, PollReport
+from bot.poller import PollReport
 from bot.preview import terminal_safe
+from bot.services import build_poller, now_utc
 from bot.store import Store
-from bot.summary import TemplateSummariser
-from bot.territory import Territory, read_territory
-from bot.usage import Warehouse, warehouse_engine
 
 log = logging.getLogger("nudge")
 # im:history: a send whose outcome is unknown is checked against the DM before a re-send.
@@ -31,46 +28,16 @@ NEEDED_SCOPES = frozenset(
 )
 
 
-def now_utc() -> datetime:
-    """The production clock."""
-    return datetime.now(UTC)
-
-
-def build_poller(
-    settings: Settings,
-    store: Store,
-    slack: SlackGateway | None,
-    *,
-    dry_run: bool,
-    clock: Callable[[], datetime] = now_utc,
-    pacer: Pacer | None = None,
-) -> Poller:
-    """Wire a Poller from settings; ConfigError for a bad table, columns or territory file."""
-    engine = warehouse_engine(
-        settings.effective_warehouse_url, settings.warehouse.timeout.total_seconds()
-    )
-    warehouse = Warehouse(engine, settings)
-    warehouse.validate()
-    csv_path = settings.territory.csv
-    territory = Territory(
-        slack,
-        overrides=read_territory(settings.resolve_path(csv_path)) if csv_path else None,
-        store=None if dry_run else store,
-        cache_ttl=settings.territory.cache_ttl,
-        clock=clock,
-    )
-    dispatcher = None if dry_run or slack is None else Dispatcher(store, slack, clock, pacer)
-    return Poller(settings, store, warehouse, territory, TemplateSummariser(), dispatcher, clock)
-
-
-def _live_slack(settings: Settings, *, dry_run: bool) -> SlackWeb | None:
+def _live_slack(
+    settings: Settings, *, dry_run: bool, needed: frozenset[str] = NEEDED_SCOPES
+) -> SlackWeb | None:
     if settings.slack_bot_token is None:
         return None
     slack = SlackWeb(
         web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
     )
     if not dry_run:
-        missing = NEEDED_SCOPES - slack.scopes()
+        missing = needed - slack.scopes()
         if missing:
             raise ConfigError(
                 [
@@ -154,6 +121,42 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Console(), Path(args.dir), seed=args.seed, accounts=args.accounts)
 
 
+def cmd_manifest(args: argparse.Namespace) -> int:
+    """Print the Slack app manifest (HTTP mode when --url is given)."""
+    from bot.manifest import http_variant, load_manifest, render
+
+    manifest = load_manifest()
+    print(render(http_variant(manifest, args.url) if args.url else manifest), end="")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The Slack app, with the poll scheduler unless --no-scheduler."""
+    from bot.access import Access
+    from bot.services import Services
+    from handlers import build_app
+    from handlers.server import serve
+
+    settings = load_settings()
+    settings.require("run")
+    store = Store.open(settings.state_database_url())
+    from bot.manifest import bot_scopes, load_manifest
+
+    slack = _live_slack(settings, dry_run=False, needed=frozenset(bot_scopes(load_manifest())))
+    assert slack is not None
+    access = Access(slack, settings.admin_ids, settings.viewers)
+    services = Services(settings, store, slack, access)
+    services.warehouse()  # a bad table or fragment fails at start, not at the first poll
+    serve(
+        build_app(services),
+        services,
+        host=args.host,
+        port=args.port,
+        scheduler=not args.no_scheduler,
+    )
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The `nudge` command line."""
     root = argparse.ArgumentParser(
@@ -172,6 +175,14 @@ def parser() -> argparse.ArgumentParser:
     poll.add_argument("--json", action="store_true", help="print one JSON object")
     poll.add_argument("--threshold", help="with --dry-run: what this threshold would do")
     poll.set_defaults(func=cmd_poll)
+    run = sub.add_parser("run", help="the Slack app (Socket Mode or HTTP) and the poll scheduler")
+    run.add_argument("--host", default="0.0.0.0", help="HTTP mode: address to listen on")
+    run.add_argument("--port", type=int, default=3000, help="HTTP mode: port (default 3000)")
+    run.add_argument("--no-scheduler", action="store_true", help="answer Slack only; no polls")
+    run.set_defaults(func=cmd_run)
+    manifest = sub.add_parser("manifest", help="print the Slack app manifest")
+    manifest.add_argument("--url", help="public https:// base URL: HTTP mode with request URLs")
+    manifest.set_defaults(func=cmd_manifest)
     status = sub.add_parser("status", help="recent polls, open alerts, undeliverable alerts")
     status.add_argument("--limit", type=int, default=10)
     status.set_defaults(func=cmd_status)

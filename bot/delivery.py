@@ -88,6 +88,7 @@ def _slack_user(data: dict[str, Any]) -> SlackUser:
         tz=data.get("tz") or "",
         deleted=bool(data.get("deleted")),
         is_restricted=bool(data.get("is_restricted") or data.get("is_ultra_restricted")),
+        is_admin=bool(data.get("is_admin") or data.get("is_owner") or data.get("is_primary_owner")),
     )
 
 
@@ -157,6 +158,10 @@ class SlackWeb:
             if exc.code in ("user_not_found", "users_not_found"):
                 return None
             raise
+
+    def usergroup_members(self, usergroup_id: str) -> set[str]:
+        """usergroups.users.list: the user ids of a user group."""
+        return set(self._call("usergroups.users.list", usergroup=usergroup_id).get("users", []))
 
     def open_dm(self, user_id: str) -> str:
         """conversations.open: the D… channel that chat.update will need later (F04)."""

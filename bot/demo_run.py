@@ -75,7 +75,7 @@ def sample_workspace(folder: Path) -> OutboxSlack:
 
 def run_demo(console: Console, folder: Path, *, seed: int = 7, accounts: int = 300) -> int:
     """Run the demo and print what every recipient would see."""
-    from bot.cli import build_poller
+    from bot.services import build_poller
 
     prepare(folder, seed=seed, accounts=accounts)
     settings = demo_settings(folder)

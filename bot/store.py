@@ -33,6 +33,7 @@ from bot.schema import (
     deliveries,
     leases,
     poll_runs,
+    seen_events,
     slack_users,
     threshold_changes,
 )
@@ -212,6 +213,13 @@ class Store:
             )
             return result.rowcount
 
+    def open_alerts_for_owner(self, slack_user_id: str) -> list[AlertRecord]:
+        """An AE's open alerts, highest usage first (App Home)."""
+        query = select(alerts).where(alerts.c.is_open, alerts.c.owner_slack_id == slack_user_id)
+        with self.engine.connect() as conn:
+            records = [_alert(row) for row in conn.execute(query)]
+        return sorted(records, key=lambda r: r.usage_pct or 0, reverse=True)
+
     def has_history(self) -> bool:
         """True once any alert or successful poll was recorded (so this is not the first poll)."""
         with self.engine.connect() as conn:
@@ -300,6 +308,23 @@ class Store:
             for row in conn.execute(query.order_by(deliveries.c.created_at)):
                 out[row.alert_id] = _delivery(row)
         return out
+
+    def deliveries_for_message(self, channel: str, ts: str) -> list[DeliveryRecord]:
+        """The deliveries behind one Slack message (one alert, or every entry of a digest)."""
+        query = select(deliveries).where(deliveries.c.channel == channel, deliveries.c.ts == ts)
+        with self.engine.connect() as conn:
+            return [_delivery(row) for row in conn.execute(query)]
+
+    def threshold_history(self, limit: int = 5, rule: str = "default") -> list[dict[str, Any]]:
+        """The newest threshold changes first: who, old, new, when."""
+        query = (
+            select(threshold_changes)
+            .where(threshold_changes.c.rule == rule)
+            .order_by(threshold_changes.c.id.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
 
     def deliveries_by_status(
         self, statuses: Sequence[str], limit: int = 50
@@ -415,6 +440,22 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(slack_users.delete().where(slack_users.c.email == email))
             conn.execute(insert(slack_users).values(email=email, fetched_at=now, **values))
+
+    # -- Events API de-duplication ---------------------------------------------------------
+
+    def first_delivery_of_event(self, event_id: str, now: datetime) -> bool:
+        """True the first time an event id is seen (Slack retries Events API deliveries)."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(seen_events).values(event_id=event_id, at=now))
+        except IntegrityError:
+            return False
+        return True
+
+    def ping(self) -> None:
+        """Raise unless the state database answers."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
 
     # -- the poll lease -----------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ class SlackUser:
     tz: str = ""
     deleted: bool = False
     is_restricted: bool = False
+    is_admin: bool = False
 
 
 @dataclass(frozen=True)

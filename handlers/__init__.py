@@ -1,5 +1,60 @@
-"""Bolt listeners: thin — parse, call the engine in `bot`, render with `blocks`.
+"""Bolt listeners: thin — parse, call the engine in `bot`, render with `blocks`."""
 
-The Slack app itself (`build_app`, slash commands, actions, App Home) is the next step; the
-engine under `bot/` already keeps every state an action needs.
-"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import App, BoltResponse
+
+from bot.delivery import web_client
+from bot.services import Services
+from handlers import actions, commands, home
+
+log = logging.getLogger(__name__)
+SORRY = "Sorry, something went wrong on Nudge's side. Please try again in a minute."
+
+
+def dedupe_events(services: Services) -> Callable[..., Any]:
+    """Slack re-delivers an event it thinks was lost: handle each event_id once (F03)."""
+
+    def middleware(body: dict[str, Any], next: Callable[[], Any]) -> Any:
+        event_id = body.get("event_id")
+        if event_id and not services.store.first_delivery_of_event(event_id, services.clock()):
+            log.info("event %s already handled", event_id)
+            return BoltResponse(status=200, body="")
+        return next()
+
+    return middleware
+
+
+def on_error(error: Exception, body: dict[str, Any], respond: Any = None) -> None:
+    """One handler for every unhandled error: the log gets the traceback, the user one line."""
+    log.error("listener failed", exc_info=error)
+    if respond is not None and body.get("response_url"):
+        try:
+            respond(text=SORRY, response_type="ephemeral", replace_original=False)
+        except Exception:  # the answer is best effort; the log already has the cause
+            log.warning("could not tell the user about the error", exc_info=True)
+
+
+def build_app(services: Services) -> App:
+    """The Bolt app, built once, with every listener registered."""
+    settings = services.settings
+    assert settings.slack_bot_token is not None
+    secret = settings.slack_signing_secret
+    app = App(
+        token=settings.slack_bot_token.get_secret_value(),
+        signing_secret=secret.get_secret_value() if secret else None,
+        request_verification_enabled=secret is not None,
+        client=web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url),
+        token_verification_enabled=False,
+        process_before_response=False,
+    )
+    app.use(dedupe_events(services))
+    app.error(on_error)
+    commands.register(app, services)
+    actions.register(app, services)
+    home.register(app, services)
+    return app

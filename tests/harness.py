@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bot.cli import build_poller
 from bot.config import Settings
 from bot.delivery import Pacer, SlackWeb, web_client
 from bot.poller import PollReport
+from bot.services import build_poller
 from bot.store import Store
 from tests.conftest import BOT_TOKEN, Clock
 from tests.fakes.slack import FakeSlack

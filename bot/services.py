@@ -1,0 +1,87 @@
+"""The long-lived objects `nudge run` shares between the Slack listeners and the poller."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from bot.access import Access
+from bot.config import Settings
+from bot.delivery import Dispatcher, Pacer, SlackGateway, SlackWeb
+from bot.poller import Poller
+from bot.store import Store
+from bot.summary import TemplateSummariser
+from bot.territory import Territory, read_territory
+from bot.usage import Warehouse, warehouse_engine
+
+
+def now_utc() -> datetime:
+    """The production clock."""
+    return datetime.now(UTC)
+
+
+def build_poller(
+    settings: Settings,
+    store: Store,
+    slack: SlackGateway | None,
+    *,
+    dry_run: bool,
+    clock: Callable[[], datetime] = now_utc,
+    pacer: Pacer | None = None,
+    warehouse: Warehouse | None = None,
+) -> Poller:
+    """Wire a Poller from settings; ConfigError for a bad table, columns or territory file."""
+    if warehouse is None:
+        engine = warehouse_engine(
+            settings.effective_warehouse_url, settings.warehouse.timeout.total_seconds()
+        )
+        warehouse = Warehouse(engine, settings)
+        warehouse.validate()
+    csv_path = settings.territory.csv
+    territory = Territory(
+        slack,
+        overrides=read_territory(settings.resolve_path(csv_path)) if csv_path else None,
+        store=None if dry_run else store,
+        cache_ttl=settings.territory.cache_ttl,
+        clock=clock,
+    )
+    dispatcher = None if dry_run or slack is None else Dispatcher(store, slack, clock, pacer)
+    return Poller(settings, store, warehouse, territory, TemplateSummariser(), dispatcher, clock)
+
+
+@dataclass
+class Services:
+    """What listeners and the scheduler need; built once by the composition root."""
+
+    settings: Settings
+    store: Store
+    slack: SlackWeb
+    access: Access
+    clock: Callable[[], datetime] = now_utc
+    pacer: Pacer | None = None
+    _warehouse: Warehouse | None = field(default=None, repr=False)
+
+    def warehouse(self) -> Warehouse:
+        """The validated warehouse (one engine and pool for the process)."""
+        if self._warehouse is None:
+            engine = warehouse_engine(
+                self.settings.effective_warehouse_url,
+                self.settings.warehouse.timeout.total_seconds(),
+            )
+            warehouse = Warehouse(engine, self.settings)
+            warehouse.validate()
+            self._warehouse = warehouse
+        return self._warehouse
+
+    def poller(self) -> Poller:
+        """A poller for one run."""
+        return build_poller(
+            self.settings,
+            self.store,
+            self.slack,
+            dry_run=False,
+            clock=self.clock,
+            pacer=self.pacer,
+            warehouse=self.warehouse(),
+        )

@@ -1,0 +1,11 @@
+"""Listeners: commands."""
+
+from __future__ import annotations
+
+from slack_bolt import App
+
+from bot.services import Services
+
+
+def register(app: App, services: Services) -> None:
+    """Register the commands listeners."""
