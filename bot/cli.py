@@ -147,6 +147,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     access = Access(slack, settings.admin_ids, settings.viewers)
     services = Services(settings, store, slack, access)
     services.warehouse()  # a bad table or fragment fails at start, not at the first poll
+    if store.installation_state() in ("app_uninstalled", "tokens_revoked"):
+        store.add_audit("nudge", "installed", now_utc(), detail={"by": "nudge run"})
     serve(
         build_app(services),
         services,

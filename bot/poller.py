@@ -133,6 +133,11 @@ class Poller:
         value = threshold if threshold is not None else self.current_threshold()
         report = PollReport(dry_run=dry_run, threshold=value)
         budget = self.settings.schedule.budget
+        removed = self.store.installation_state()
+        if not dry_run and removed in ("app_uninstalled", "tokens_revoked"):
+            report.skipped = f"Slack sent {removed}: polling stopped until the app is reinstalled"
+            log.warning("poll skipped: %s", report.skipped)
+            return report
         if not dry_run and not self.store.acquire_lease(LEASE, self.holder, now, budget):
             report.skipped = "lease held"
             return report

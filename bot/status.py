@@ -42,6 +42,9 @@ def show_status(console: Console, store: Store, *, limit: int = 10) -> None:
             terminal_safe(run["error"] or ""),
         )
     console.print(table if runs else "No poll has run yet: try `nudge poll --dry-run`.")
+    removed = store.installation_state()
+    if removed in ("app_uninstalled", "tokens_revoked"):
+        console.print(f"[red]Polling stopped:[/red] Slack sent {removed}. Reinstall the app.")
     states = Counter(record.state for record in store.open_alerts().values())
     summary = ", ".join(f"{n} {state}" for state, n in sorted(states.items())) or "none"
     console.print(f"Open alerts: {summary}")

@@ -42,6 +42,9 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 _PG_MIGRATION_LOCK = 7_311_2024
 
 
+INSTALLATION_EVENTS = ("app_uninstalled", "tokens_revoked", "installed")
+
+
 def new_id() -> str:
     """An opaque id for alerts, deliveries and messages."""
     return uuid.uuid4().hex
@@ -440,6 +443,20 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(slack_users.delete().where(slack_users.c.email == email))
             conn.execute(insert(slack_users).values(email=email, fetched_at=now, **values))
+
+    # -- installation -----------------------------------------------------------------------
+
+    def installation_state(self) -> str | None:
+        """The newest installation event: "app_uninstalled", "tokens_revoked", "installed"."""
+        query = (
+            select(audit.c.action)
+            .where(audit.c.action.in_(INSTALLATION_EVENTS))
+            .order_by(audit.c.id.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            value = conn.execute(query).scalar()
+            return str(value) if value else None
 
     # -- Events API de-duplication ---------------------------------------------------------
 

@@ -10,7 +10,7 @@ from slack_bolt import App, BoltResponse
 
 from bot.delivery import web_client
 from bot.services import Services
-from handlers import actions, commands, home
+from handlers import actions, commands, events, home
 
 log = logging.getLogger(__name__)
 SORRY = "Sorry, something went wrong on Nudge's side. Please try again in a minute."
@@ -57,4 +57,5 @@ def build_app(services: Services) -> App:
     commands.register(app, services)
     actions.register(app, services)
     home.register(app, services)
+    events.register(app, services)
     return app
