@@ -63,6 +63,7 @@ class Card:
     actor_id: str = ""
     until: datetime | None = None
     fallback_reason: str = ""
+    assignee_id: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -99,10 +100,10 @@ def _reason(card: Card) -> str:
 
 def _greeting(card: Card) -> str:
     if card.fallback_reason:
-        return (
-            f"*Owner not found* — {escape_mrkdwn(card.fallback_reason)}. "
-            f"Pick an owner below to route this alert to them."
-        )
+        reason = f"*Owner not found* — {escape_mrkdwn(card.fallback_reason)}."
+        if card.state != "alerted":  # acted on or assigned: the picker is gone
+            return reason
+        return f"{reason} Pick an owner below to route this alert to them."
     name = escape_mrkdwn(card.first_name) if card.first_name else "there"
     return f"Hi {name}! {_reason(card)}"
 
@@ -153,6 +154,8 @@ def outcome_line(card: Card) -> str:
         return f":white_check_mark: Marked contacted by {who}"
     if card.state == "reassigned":
         return f":arrow_right: Sent to {who}, the account's new owner"
+    if card.state == "assigned" and card.assignee_id:
+        return f":arrow_right: Assigned to <@{card.assignee_id}> by {who}; it's in their DMs now"
     if card.state == "closed":
         return ":arrow_down: Usage fell back below the threshold; this alert is closed"
     return ""

@@ -7,7 +7,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -282,6 +282,9 @@ class Poller:
             first_name=first,
             summary_mrkdwn=summary,
         )
+        if isinstance(owner, Unresolved) and not owner.transient:
+            # Stored with the alert, so a re-rendered fallback card keeps saying why.
+            card = replace(card, fallback_reason=owner.reason)
         record = AlertRecord(
             id=card.alert_id,
             account_id=row.account_id,
@@ -301,8 +304,17 @@ class Poller:
             return _Outgoing(record, card, owner)
         return None
 
+    @staticmethod
+    def _owner_of(record: AlertRecord, owners: dict[str | None, Resolution]) -> Resolution:
+        """An owner someone picked in Slack ("Assign to…") wins over the CRM's."""
+        assigned = (record.card.get("extra") or {}).get("assigned_by")
+        if assigned and record.owner_slack_id:
+            first = str(record.card.get("first_name") or "")
+            return Owner(record.owner_crm_id, record.owner_slack_id, first)
+        return owners[record.owner_crm_id]
+
     def _retry(self, record: AlertRecord, owners: dict[str | None, Resolution]) -> _Outgoing:
-        owner = owners[record.owner_crm_id]
+        owner = self._owner_of(record, owners)
         card = card_from_json(record.card)
         if isinstance(owner, Owner) and not card.first_name:
             card = Card(**{**card.__dict__, "first_name": owner.first_name})
@@ -407,7 +419,7 @@ class Poller:
         """A snooze ended while still above: the card comes back and one short DM points to it."""
         cards = self.store.latest_deliveries(r.id for r in records)
         for record in records:
-            owner = owners[record.owner_crm_id]
+            owner = self._owner_of(record, owners)
             if not isinstance(owner, Owner):
                 continue
             card = card_from_json(record.card)

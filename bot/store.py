@@ -67,6 +67,7 @@ class AlertRecord:
     opened_at: datetime
     snoozed_until: datetime | None
     acted_by: str | None
+    is_open: bool = True
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,15 @@ class Store:
             row = conn.execute(select(alerts).where(alerts.c.id == alert_id)).first()
             return _alert(row) if row else None
 
+    def alerts_by_id(self, alert_ids: Iterable[str]) -> dict[str, AlertRecord]:
+        """Several alerts by id (open or closed); unknown ids are left out."""
+        ids = list(alert_ids)
+        if not ids:
+            return {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(alerts).where(alerts.c.id.in_(ids)))
+            return {row.id: _alert(row) for row in rows}
+
     def create_alert(self, record: AlertRecord, now: datetime) -> bool:
         """Insert a new open alert; False when the account already has one (another replica)."""
         values = {name: getattr(record, name) for name in AlertRecord.__dataclass_fields__}
@@ -202,6 +212,29 @@ class Store:
                 .values(version=version + 1, updated_at=now, **changes)
             )
             return result.rowcount == 1
+
+    def update_alert_audited(
+        self,
+        alert_id: str,
+        version: int,
+        now: datetime,
+        audit_entry: tuple[str, str, dict[str, Any] | None],
+        **changes: Any,
+    ) -> bool:
+        """update_alert and its audit row (user id, action, detail) in one transaction, so the
+        audit log has every change that happened, once, in the order they happened."""
+        user_id, action, detail = audit_entry
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(alerts)
+                .where(alerts.c.id == alert_id, alerts.c.version == version)
+                .values(version=version + 1, updated_at=now, **changes)
+            )
+            if result.rowcount != 1:
+                return False
+            values = {"at": now, "user_id": user_id, "action": action, "alert_id": alert_id}
+            conn.execute(insert(audit).values(detail=detail, **values))
+            return True
 
     def close_alerts(self, alert_ids: Iterable[str], now: datetime) -> int:
         """Close episodes (re-armed): the next crossing is a new alert."""
@@ -311,6 +344,13 @@ class Store:
             for row in conn.execute(query.order_by(deliveries.c.created_at)):
                 out[row.alert_id] = _delivery(row)
         return out
+
+    def deliveries_of_alert(self, alert_id: str) -> list[DeliveryRecord]:
+        """Every delivery of one alert, oldest first (where its cards went, and how it went)."""
+        query = select(deliveries).where(deliveries.c.alert_id == alert_id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(deliveries.c.created_at))
+            return [_delivery(row) for row in rows]
 
     def deliveries_for_message(self, channel: str, ts: str) -> list[DeliveryRecord]:
         """The deliveries behind one Slack message (one alert, or every entry of a digest)."""

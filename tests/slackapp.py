@@ -147,9 +147,11 @@ def block_actions(
     channel: str,
     action: dict[str, Any],
     user_id: str = "U0OWNER0001",
-    response_key: str = "act",
 ) -> dict[str, Any]:
-    """The block_actions payload Slack sends for a click on a stored message of the fake."""
+    """The block_actions payload Slack sends for a click on a stored message of the fake.
+
+    `response_url` is empty: a test that wants Nudge's ephemeral answers sets it to one of the
+    fake's sinks (`slack.response_url(key)`)."""
     return {
         "type": "block_actions",
         "user": {"id": user_id, "username": user_id.lower(), "team_id": "T0FAKE"},
@@ -167,5 +169,4 @@ def block_actions(
         "message": {"ts": message["ts"], "text": message["text"], "blocks": message["blocks"]},
         "response_url": "",
         "actions": [action],
-        **({"response_url": ""} if not response_key else {}),
     }
