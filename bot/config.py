@@ -31,7 +31,7 @@ from bot.errors import ConfigError
 
 DEFAULT_THRESHOLD = Decimal(75)
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
-_THRESHOLD = re.compile(r"^\s*\d+(\.\d+)?\s*%?\s*$")
+_THRESHOLD = re.compile(r"^\s*\d+(\.\d+)?\s*%?\s*$", re.ASCII)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 

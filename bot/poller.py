@@ -21,6 +21,7 @@ from bot.lifecycle import Episode, digest_mode, plan_open_episodes
 from bot.store import AlertRecord, Store, new_id
 from bot.summary import Summariser, SummaryInput
 from bot.territory import Owner, Resolution, Territory, Unresolved
+from bot.threshold import current_threshold
 from bot.usage import UsageRow, Warehouse
 
 log = logging.getLogger(__name__)
@@ -124,8 +125,7 @@ class Poller:
 
     def current_threshold(self) -> Decimal:
         """Stored by /usage-threshold set > environment > nudge.toml > 75."""
-        stored = self.store.stored_threshold()
-        return stored if stored is not None else self.settings.rule.threshold
+        return current_threshold(self.settings, self.store).value
 
     def run(self, *, dry_run: bool = False, threshold: Decimal | None = None) -> PollReport:
         """One cycle. Failures are reported in the result; only bugs raise."""
@@ -271,7 +271,7 @@ class Poller:
         """Build the card and record the alert; None when another replica already has it."""
         first = owner.first_name if isinstance(owner, Owner) else ""
         summary = self.summariser.summarise(
-            SummaryInput(row, self.settings.columns.unit, now.date())
+            SummaryInput(row, self.settings.columns.unit, now.date(), report.threshold)
         )
         card = build_card(
             self.settings,

@@ -11,14 +11,32 @@ from bot.config import Settings
 from bot.delivery import Dispatcher, Pacer, SlackGateway, SlackWeb
 from bot.poller import Poller
 from bot.store import Store
-from bot.summary import TemplateSummariser
+from bot.summary import Summariser, TemplateSummariser
 from bot.territory import Territory, read_territory
+from bot.threshold import ThresholdSetting, current_threshold
 from bot.usage import Warehouse, warehouse_engine
 
 
 def now_utc() -> datetime:
     """The production clock."""
     return datetime.now(UTC)
+
+
+def build_territory(
+    settings: Settings,
+    slack: SlackGateway | None,
+    store: Store | None,
+    clock: Callable[[], datetime] = now_utc,
+) -> Territory:
+    """The owner chain from settings (CSV overrides, Slack); ConfigError for a bad CSV."""
+    csv_path = settings.territory.csv
+    return Territory(
+        slack,
+        overrides=read_territory(settings.resolve_path(csv_path)) if csv_path else None,
+        store=store,
+        cache_ttl=settings.territory.cache_ttl,
+        clock=clock,
+    )
 
 
 def build_poller(
@@ -38,14 +56,7 @@ def build_poller(
         )
         warehouse = Warehouse(engine, settings)
         warehouse.validate()
-    csv_path = settings.territory.csv
-    territory = Territory(
-        slack,
-        overrides=read_territory(settings.resolve_path(csv_path)) if csv_path else None,
-        store=None if dry_run else store,
-        cache_ttl=settings.territory.cache_ttl,
-        clock=clock,
-    )
+    territory = build_territory(settings, slack, None if dry_run else store, clock)
     dispatcher = None if dry_run or slack is None else Dispatcher(store, slack, clock, pacer)
     return Poller(settings, store, warehouse, territory, TemplateSummariser(), dispatcher, clock)
 
@@ -60,6 +71,8 @@ class Services:
     access: Access
     clock: Callable[[], datetime] = now_utc
     pacer: Pacer | None = None
+    # `/usage-summary` answers within 10 s: a summariser with a short timeout and no retries.
+    summariser: Summariser = field(default_factory=TemplateSummariser)
     _warehouse: Warehouse | None = field(default=None, repr=False)
 
     def warehouse(self) -> Warehouse:
@@ -73,6 +86,14 @@ class Services:
             warehouse.validate()
             self._warehouse = warehouse
         return self._warehouse
+
+    def territory(self) -> Territory:
+        """A fresh owner chain (its in-memory cache lives for one request, the store's longer)."""
+        return build_territory(self.settings, self.slack, self.store, self.clock)
+
+    def threshold(self) -> ThresholdSetting:
+        """The threshold the next poll uses, and where it comes from."""
+        return current_threshold(self.settings, self.store)
 
     def poller(self) -> Poller:
         """A poller for one run."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -29,6 +28,7 @@ class SummaryInput:
     row: UsageRow
     unit: str
     today: date
+    threshold: Decimal | None = None
 
 
 class Summariser(Protocol):
@@ -109,11 +109,8 @@ class TemplateSummariser:
         pct = data.row.usage_pct or Decimal(0)
         if pct >= 100:
             bullets.append("Over quota now: a natural moment to talk about a bigger plan.")
+        elif data.threshold is not None and pct < data.threshold:
+            bullets.append(f"Below the {format_percent(data.threshold)} alert threshold for now.")
         else:
             bullets.append("Close to the quota: a good moment to check in about an upgrade.")
         return _fit(bullets)
-
-
-def template_summary(row: UsageRow, unit: str, clock: Callable[[], datetime]) -> str:
-    """Shortcut: the template summary of one row."""
-    return TemplateSummariser().summarise(SummaryInput(row, unit, clock().date()))

@@ -35,9 +35,11 @@ from bot.config import Settings
 from bot.crmid import to_18
 from bot.errors import ConfigError, WarehouseError
 from bot.fragments import compile_fragment
+from bot.lookup import LIKE_ESCAPE, MAX_RESULTS, Query
 from bot.store import postgres_session
 
 CHUNK = 500
+INTERACTIVE_TIMEOUT_S = 7.0
 STREAM_BATCH = 2_000
 
 
@@ -135,6 +137,10 @@ def deadline(conn: Connection, seconds: float) -> Iterator[None]:
             yield
         finally:
             raw.set_progress_handler(None, 0)
+        return
+    if name == "postgresql":
+        conn.exec_driver_sql(f"SET statement_timeout = {max(1, int(seconds * 1000))}")
+        yield
         return
     if name == "duckdb" and raw is not None:
         timer = threading.Timer(seconds, raw.interrupt)
@@ -292,6 +298,33 @@ class Warehouse:
             )
             yield from self._stream(query, {"ids": keys})
 
+    def find(self, query: Query, limit: int = MAX_RESULTS) -> list[UsageRow]:
+        """The accounts a `/usage-summary` query names (at most `limit`), bound, never SQL.
+
+        A domain matches exactly (case and surrounding spaces ignored, a stored `www.` too);
+        a name is a case-insensitive substring, `%`, `_` and `\\` taken literally. The segment
+        does not apply: an AE may ask about any account.
+        """
+        name: ColumnElement[str] = column(self.cols.account_name)
+        condition: ColumnElement[bool]
+        if query.kind == "domain":
+            domain = func.lower(func.trim(column(self.cols.domain)))
+            condition = domain.in_(bindparam("domains", expanding=True))
+            params: dict[str, Any] = {"domains": [query.value, f"www.{query.value}"]}
+        else:
+            # lower() is ASCII-only on SQLite: the pattern as typed finds other scripts too.
+            lowered = func.lower(name).like(bindparam("pattern"), escape=LIKE_ESCAPE)
+            condition = lowered | name.like(bindparam("typed"), escape=LIKE_ESCAPE)
+            params = {"pattern": query.pattern, "typed": query.typed_pattern}
+        select_ = (
+            self._select()
+            .where(condition)
+            .order_by(func.lower(name), column(self.cols.account_id))
+            .limit(limit)
+        )
+        # /usage-summary answers within 10 s (SPEC 1.2): a shorter bound than a poll's.
+        return list(self._stream(select_, params, min(self.timeout_s, INTERACTIVE_TIMEOUT_S)))
+
     def _run_one(self, query: Any, params: dict[str, Any]) -> Any:
         try:
             with self.engine.connect() as conn, deadline(conn, self.timeout_s):
@@ -299,9 +332,11 @@ class Warehouse:
         except SQLAlchemyError as exc:
             raise WarehouseError(_describe(exc)) from exc
 
-    def _stream(self, query: Any, params: dict[str, Any]) -> Iterator[UsageRow]:
+    def _stream(
+        self, query: Any, params: dict[str, Any], timeout_s: float | None = None
+    ) -> Iterator[UsageRow]:
         try:
-            with self.engine.connect() as conn, deadline(conn, self.timeout_s):
+            with self.engine.connect() as conn, deadline(conn, timeout_s or self.timeout_s):
                 result = conn.execution_options(
                     stream_results=True, yield_per=STREAM_BATCH
                 ).execute(query, params)

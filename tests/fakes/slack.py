@@ -31,7 +31,9 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 JsonDict = dict[str, Any]
 
-DEFAULT_SCOPES = "commands,chat:write,im:write,users:read,users:read.email,im:history"
+DEFAULT_SCOPES = (
+    "commands,chat:write,im:write,users:read,users:read.email,im:history,usergroups:read"
+)
 MAX_BLOCKS = 50
 # Parameters whose value is JSON; in form-encoded bodies they arrive as JSON strings.
 JSON_PARAMS = frozenset({"blocks", "attachments", "metadata", "view", "user_auth_blocks"})
@@ -43,6 +45,7 @@ REQUIRED_SCOPES = {
     "chat.postMessage": "chat:write",
     "chat.update": "chat:write",
     "chat.postEphemeral": "chat:write",
+    "usergroups.users.list": "usergroups:read",
 }
 # Keys of a stored message that conversations.history / chat.* responses expose.
 PUBLIC_MESSAGE_KEYS = ("type", "user", "bot_id", "text", "ts", "thread_ts", "blocks", "edited")
@@ -176,6 +179,7 @@ class FakeSlack:
         self._messages: dict[str, list[JsonDict]] = {}
         self._posts: list[JsonDict] = []
         self._views: dict[str, JsonDict] = {}
+        self._usergroups: dict[str, list[str]] = {}
         self._responses: dict[str, list[JsonDict]] = {}
         self._faults: dict[str, list[_Fault]] = {}
         self._last_ts_micros = _FIRST_TS_MICROS - _TS_STEP_MICROS
@@ -190,6 +194,7 @@ class FakeSlack:
             "chat.postEphemeral": self._chat_post_ephemeral,
             "chat.getPermalink": self._chat_get_permalink,
             "views.publish": self._views_publish,
+            "usergroups.users.list": self._usergroups_users_list,
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -290,6 +295,11 @@ class FakeSlack:
         """Register a public/private channel (C…/G…) the bot can post to if it is a member."""
         with self._lock:
             self._channels[channel_id] = {"id": channel_id, "name": name, "is_member": is_member}
+
+    def add_usergroup(self, usergroup_id: str, user_ids: list[str]) -> None:
+        """Register a user group (S…) and its members, for ``usergroups.users.list``."""
+        with self._lock:
+            self._usergroups[usergroup_id] = list(user_ids)
 
     def fail(
         self,
@@ -588,6 +598,12 @@ class FakeSlack:
         ts = str(params.get("message_ts", "")).replace(".", "")
         permalink = f"https://fake-workspace.slack.com/archives/{channel}/p{ts}"
         return {"ok": True, "channel": channel, "permalink": permalink}
+
+    def _usergroups_users_list(self, params: JsonDict) -> JsonDict:
+        members = self._usergroups.get(str(params.get("usergroup", "")))
+        if members is None:
+            return _error("no_such_subteam")
+        return {"ok": True, "users": list(members)}
 
     def _views_publish(self, params: JsonDict) -> JsonDict:
         user_id = str(params.get("user_id", ""))
