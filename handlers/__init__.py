@@ -45,7 +45,6 @@ def build_app(services: Services) -> App:
     assert settings.slack_bot_token is not None
     secret = settings.slack_signing_secret
     app = App(
-        token=settings.slack_bot_token.get_secret_value(),
         signing_secret=secret.get_secret_value() if secret else None,
         request_verification_enabled=secret is not None,
         client=web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url),
