@@ -8,17 +8,8 @@ from sqlglot.errors import ParseError
 
 # Columns, literals, arithmetic, comparisons and boolean logic: nothing that can read another
 # table, call a function, or end the statement.
-_ALLOWED: tuple[type[exp.Expr], ...] = (
-    exp.Column,
-    exp.Identifier,
-    exp.Literal,
-    exp.Paren,
-    exp.Null,
-    exp.Boolean,
-    exp.Add,
-    exp.Sub,
-    exp.Mul,
-    exp.Neg,
+# Conditions: fine in a segment, wrong in a numerator or denominator.
+_CONDITIONS: tuple[type[exp.Expr], ...] = (
     exp.EQ,
     exp.NEQ,
     exp.GT,
@@ -31,11 +22,24 @@ _ALLOWED: tuple[type[exp.Expr], ...] = (
     exp.And,
     exp.Or,
     exp.Not,
+    exp.Like,
+    exp.ILike,
+    exp.Boolean,
+)
+_ALLOWED: tuple[type[exp.Expr], ...] = (
+    exp.Column,
+    exp.Identifier,
+    exp.Literal,
+    exp.Paren,
+    exp.Null,
+    exp.Add,
+    exp.Sub,
+    exp.Mul,
+    exp.Neg,
     exp.Cast,
     exp.DataType,
     exp.Tuple,
-    exp.Like,
-    exp.ILike,
+    *_CONDITIONS,
 )
 
 _SQLGLOT_DIALECTS = {
@@ -72,28 +76,9 @@ def _problem(expression: exp.Expr, columns: set[str]) -> str | None:
     return None
 
 
-_NOT_NUMERIC = (
-    exp.EQ,
-    exp.NEQ,
-    exp.GT,
-    exp.GTE,
-    exp.LT,
-    exp.LTE,
-    exp.Is,
-    exp.In,
-    exp.Between,
-    exp.And,
-    exp.Or,
-    exp.Not,
-    exp.Like,
-    exp.ILike,
-    exp.Boolean,
-)
-
-
 def _numeric_problem(expression: exp.Expr) -> str | None:
     for node in expression.walk():
-        if isinstance(node, _NOT_NUMERIC):
+        if isinstance(node, _CONDITIONS):
             return "must be a number (columns, numbers, + - *), not a condition"
         if isinstance(node, exp.Literal) and node.is_string:
             return "must be a number, not a string"
