@@ -6,11 +6,12 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.config import Settings, load_settings, parse_threshold
@@ -142,21 +143,48 @@ def cmd_run(args: argparse.Namespace) -> int:
     store = Store.open(settings.state_database_url())
     from bot.manifest import bot_scopes, load_manifest
 
-    slack = _live_slack(settings, dry_run=False, needed=frozenset(bot_scopes(load_manifest())))
+    try:
+        slack = _live_slack(settings, dry_run=False, needed=frozenset(bot_scopes(load_manifest())))
+    except DeliveryError as exc:
+        print(f"nudge: {exc}", file=sys.stderr)
+        return 1
     assert slack is not None
     access = Access(slack, settings.admin_ids, settings.viewers)
     services = Services(settings, store, slack, access)
     services.warehouse()  # a bad table or fragment fails at start, not at the first poll
     if store.installation_state() in ("app_uninstalled", "tokens_revoked"):
         store.add_audit("nudge", "installed", now_utc(), detail={"by": "nudge run"})
-    serve(
-        build_app(services),
-        services,
-        host=args.host,
-        port=args.port,
-        scheduler=not args.no_scheduler,
-    )
+    try:
+        serve(
+            build_app(services),
+            services,
+            host=args.host,
+            port=args.port,
+            scheduler=not args.no_scheduler,
+            ready=_announce(settings),
+        )
+    except SlackApiError as exc:  # Socket Mode: apps.connections.open refused the app token
+        code = exc.response.get("error", "error")
+        print(
+            f"nudge: Slack refused SLACK_APP_TOKEN ({code}): create an app-level token with "
+            "connections:write under Basic Information → App-Level Tokens",
+            file=sys.stderr,
+        )
+        return 1
+    except OSError as exc:
+        print(f"nudge: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    print("Nudge stopped.", file=sys.stderr)
     return 0
+
+
+def _announce(settings: Settings) -> Callable[[str], None]:
+    """Say, without -v, that the app is up and where."""
+
+    def ready(where: str) -> None:
+        print(f"Nudge is running: {where} (SIGTERM or Ctrl-C to stop)", file=sys.stderr)
+
+    return ready
 
 
 def parser() -> argparse.ArgumentParser:

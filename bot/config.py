@@ -241,6 +241,12 @@ class Settings(BaseSettings):
             problems.append(
                 "SLACK_BOT_TOKEN is not set (the bot token, xoxb-…, from OAuth & Permissions)"
             )
+        app_token = self.slack_app_token.get_secret_value() if self.slack_app_token else ""
+        if command == "run" and app_token and not app_token.startswith("xapp-"):
+            problems.append(
+                "SLACK_APP_TOKEN is not an app-level token (xapp-…): create one with "
+                "connections:write under Basic Information → App-Level Tokens"
+            )
         if command == "run" and not (self.slack_signing_secret or self.slack_app_token):
             problems.append("set SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP mode)")
         if problems:

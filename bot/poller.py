@@ -378,6 +378,10 @@ class Poller:
         elif not report.dry_run and self.dispatcher:
             ids = [i.record.id for i in items]
             outcome = self.dispatcher.send(new_id(), ids, kind, recipient, message)
+            if kind == "fallback" and outcome.error in ("channel_not_found", "not_in_channel"):
+                hint = f"fallback channel {recipient}: {outcome.error} — invite the bot there"
+                if hint not in report.errors:  # with `/invite @Nudge`
+                    report.errors.append(hint)
             if outcome.fatal:
                 raise DeliveryError(
                     f"Slack refused the bot token: {outcome.error}", outcome.error or ""

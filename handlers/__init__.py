@@ -39,12 +39,25 @@ def on_error(error: Exception, body: dict[str, Any], respond: Any = None) -> Non
             log.warning("could not tell the user about the error", exc_info=True)
 
 
+class _TokenFromClient(logging.Filter):
+    """Bolt also reads SLACK_BOT_TOKEN from the environment and warns that the client's token
+    wins; they are the same token, so the warning would only alarm admins."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`token` will be unused" not in record.getMessage()
+
+
+BOLT_LOG = logging.getLogger("nudge.slack")
+BOLT_LOG.addFilter(_TokenFromClient())
+
+
 def build_app(services: Services) -> App:
     """The Bolt app, built once, with every listener registered."""
     settings = services.settings
     assert settings.slack_bot_token is not None
     secret = settings.slack_signing_secret
     app = App(
+        logger=BOLT_LOG,
         signing_secret=secret.get_secret_value() if secret else None,
         request_verification_enabled=secret is not None,
         client=web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url),

@@ -75,7 +75,7 @@ def serve(
     host: str,
     port: int,
     scheduler: bool,
-    ready: Callable[[int], None] | None = None,
+    ready: Callable[[str], None] | None = None,
 ) -> None:
     """Run until SIGTERM/SIGINT: Socket Mode when SLACK_APP_TOKEN is set, HTTP otherwise."""
     settings = services.settings
@@ -85,7 +85,7 @@ def serve(
         jobs = start_scheduler(settings.schedule, poll_job(services), run_now=run_now)
     try:
         if settings.slack_app_token is not None:
-            _serve_socket_mode(app, settings.slack_app_token.get_secret_value())
+            _serve_socket_mode(app, settings.slack_app_token.get_secret_value(), ready)
         else:
             _serve_http(app, services, host, port, ready)
     finally:
@@ -108,19 +108,19 @@ def http_server(app: App, services: Services, host: str, port: int) -> Any:
 
 
 def _serve_http(
-    app: App, services: Services, host: str, port: int, ready: Callable[[int], None] | None
+    app: App, services: Services, host: str, port: int, ready: Callable[[str], None] | None
 ) -> None:
     server = http_server(app, services, host, port)
     _on_stop(server.close)
     bound = int(server.effective_port)
     log.info("Nudge listening on http://%s:%d%s", host, bound, EVENTS_PATH)
     if ready:
-        ready(bound)
+        ready(f"HTTP on http://{host}:{bound}{EVENTS_PATH}, health at /healthz")
     with contextlib.suppress(OSError):  # closing from a signal ends run() with EBADF
         server.run()
 
 
-def _serve_socket_mode(app: App, app_token: str) -> None:
+def _serve_socket_mode(app: App, app_token: str, ready: Callable[[str], None] | None) -> None:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     handler = SocketModeHandler(app, app_token)
@@ -128,5 +128,7 @@ def _serve_socket_mode(app: App, app_token: str) -> None:
     _on_stop(stopped.set)
     handler.connect()  # type: ignore[no-untyped-call]
     log.info("Nudge connected to Slack in Socket Mode")
+    if ready:
+        ready("Socket Mode, connected to Slack")
     stopped.wait()
     handler.close()  # type: ignore[no-untyped-call]

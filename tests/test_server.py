@@ -227,3 +227,46 @@ def test_scheduler_runs_the_job_at_start_and_keeps_one_instance(tmp_path: Path) 
         assert job.misfire_grace_time >= 60
     finally:
         scheduler.shutdown(wait=False)
+
+
+def _run(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "NUDGE_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "run", *args],
+        env={**base, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_run_start_failures_are_one_clear_line(tmp_path: Path) -> None:
+    create_usage_table(f"sqlite:///{tmp_path / 'usage.db'}", [account(1, 45, 50)])
+    base = {"NUDGE_WAREHOUSE_URL": "sqlite:///usage.db", "SLACK_SIGNING_SECRET": "s"}
+    not_app_token = _run(
+        {**base, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_APP_TOKEN": "dummy"}, tmp_path
+    )
+    assert not_app_token.returncode == 2 and "xapp-" in not_app_token.stderr
+    with FakeSlack(token=BOT_TOKEN, scopes=ALL_SCOPES) as slack:
+        refused = _run(
+            {**base, "SLACK_BOT_TOKEN": "xoxb-wrong", "SLACK_API_URL": slack.url}, tmp_path
+        )
+        assert refused.returncode == 1 and "Slack refused SLACK_BOT_TOKEN" in refused.stderr
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = str(taken.getsockname()[1])
+            busy = _run(
+                {**base, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_API_URL": slack.url},
+                tmp_path,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                port,
+                "--no-scheduler",
+            )
+        assert busy.returncode == 1 and "cannot listen" in busy.stderr
+    for run in (not_app_token, refused, busy):
+        assert "Traceback" not in run.stderr
