@@ -27,6 +27,7 @@ from blocks.text import (
     format_day,
     format_moment,
     format_percent,
+    format_threshold,
     format_usage,
     truncate,
 )
@@ -172,7 +173,7 @@ def _context(card: Card) -> ContextBlock:
     domain = escape_mrkdwn(card.domain.replace("`", ""))
     hint = f"`/usage-summary {domain}`" if domain else "`/usage-summary`"
     line = (
-        f"Threshold {format_percent(card.threshold)} · detected "
+        f"Threshold {format_threshold(card.threshold)} · detected "
         f"{format_moment(card.detected_at)} · {hint} for a fresh summary"
     )
     return ContextBlock(elements=[_md(truncate(line, TEXT_LIMIT))])
@@ -224,11 +225,11 @@ def digest_message(cards: list[Card], first_name: str, threshold: Decimal) -> Me
     name = escape_mrkdwn(first_name) if first_name else "there"
     count = f"{len(cards)} accounts you own are"
     intro = (
-        f"Hi {name}! {count} at or above *{format_percent(threshold)}* of their "
+        f"Hi {name}! {count} at or above *{format_threshold(threshold)}* of their "
         f"{escape_mrkdwn(cards[0].quota_label)} — a good time to check in with each."
     )
     blocks: list[Block] = [
-        HeaderBlock(text=f"{len(cards)} accounts at or above {format_percent(threshold)}"),
+        HeaderBlock(text=f"{len(cards)} accounts at or above {format_threshold(threshold)}"),
         SectionBlock(text=_md(truncate(intro, SECTION_LIMIT))),
     ]
     for card in shown:

@@ -17,7 +17,14 @@ from slack_sdk.models.blocks import (
 
 from blocks import ids
 from blocks.alert import FIELD_LIMIT, HEADER_LIMIT, MAX_BLOCKS, SECTION_LIMIT, TEXT_LIMIT, Message
-from blocks.text import escape_mrkdwn, format_day, format_percent, format_usage, truncate
+from blocks.text import (
+    escape_mrkdwn,
+    format_day,
+    format_percent,
+    format_threshold,
+    format_usage,
+    truncate,
+)
 from blocks.threshold import mention
 
 CMD = ids.SUMMARY_COMMAND
@@ -143,7 +150,7 @@ def matches_message(value: str, matches: list[Match], more: bool) -> Message:
 
 
 def _alert_text(view: AccountView, now: datetime) -> str:
-    alert, at = view.alert, format_percent(view.threshold)
+    alert, at = view.alert, format_threshold(view.threshold)
     if alert is None:
         above = view.usage is not None and view.usage.pct >= view.threshold
         return f"None yet — above {at}: alerted at the next poll" if above else f"None — below {at}"
@@ -189,7 +196,7 @@ def account_message(view: AccountView, now: datetime) -> Message:
     else:
         summary = "No summary: there is no usage data to summarise."
     blocks.append(SectionBlock(text=_md(summary)))
-    context = f"Threshold {format_percent(view.threshold)}"
+    context = f"Threshold {format_threshold(view.threshold)}"
     if _SAFE_URL.match(view.record_url):
         context += f" · <{escape_mrkdwn(view.record_url)}|Open in Salesforce>"
     blocks.append(ContextBlock(elements=[_md(context)]))

@@ -43,6 +43,11 @@ def format_percent(value: Decimal) -> str:
     return f"{format_number(floored)} %"
 
 
+def format_threshold(value: Decimal) -> str:
+    """A threshold exactly as set (up to two decimals): 74.99 stays "74.99 %"."""
+    return f"{format_number(value, places=2)} %"
+
+
 def format_usage(numerator: Decimal, denominator: Decimal, unit: str, pct: Decimal) -> str:
     """`41 / 50 h (82 %)`."""
     unit_part = f" {unit}" if unit else ""

@@ -17,7 +17,7 @@ from slack_sdk.models.blocks import (
 
 from blocks import ids
 from blocks.alert import MAX_BLOCKS, SECTION_LIMIT, TEXT_LIMIT, Message
-from blocks.text import escape_mrkdwn, format_moment, format_percent, truncate
+from blocks.text import escape_mrkdwn, format_moment, format_threshold, truncate
 
 CMD = ids.THRESHOLD_COMMAND
 USAGE = (
@@ -87,7 +87,7 @@ def notice_message(line_mrkdwn: str) -> Message:
 
 
 def _source_line(view: ThresholdView) -> str:
-    line = f"The threshold is *{format_percent(view.value)}*, {SOURCES.get(view.source, '')}"
+    line = f"The threshold is *{format_threshold(view.value)}*, {SOURCES.get(view.source, '')}"
     latest = view.changes[0] if view.changes else None
     if view.source == "stored" and latest is not None:
         line += f" by {mention(latest.user_id)} on {format_moment(latest.at)}"
@@ -95,7 +95,8 @@ def _source_line(view: ThresholdView) -> str:
     poll = view.last_poll
     if poll is not None and poll.threshold != view.value:
         line += (
-            f" It applies from the next poll (the last one used {format_percent(poll.threshold)})."
+            " It applies from the next poll"
+            f" (the last one used {format_threshold(poll.threshold)})."
         )
     return line
 
@@ -116,10 +117,10 @@ def _above_field(view: ThresholdView) -> str:
 
 
 def _change_line(change: Change) -> str:
-    old = format_percent(change.old) if change.old is not None else "—"
+    old = format_threshold(change.old) if change.old is not None else "—"
     return (
         f"• {format_moment(change.at)} — {mention(change.user_id)}: "
-        f"{old} → {format_percent(change.new)}"
+        f"{old} → {format_threshold(change.new)}"
     )
 
 
@@ -127,14 +128,14 @@ def threshold_message(view: ThresholdView) -> Message:
     """`/usage-threshold` (show): the value and its source, last poll, accounts above, changes."""
     history = "\n".join(_change_line(c) for c in view.changes) or "No changes yet."
     blocks: list[Block] = [
-        HeaderBlock(text=f"Usage threshold: {format_percent(view.value)}"),
+        HeaderBlock(text=f"Usage threshold: {format_threshold(view.value)}"),
         SectionBlock(text=_md(_source_line(view))),
         SectionBlock(fields=[_md(_poll_field(view.last_poll)), _md(_above_field(view))]),
         SectionBlock(text=_md(f"*Recent changes*\n{history}")),
         ContextBlock(elements=[_md(f"`{CMD} set 80` (admins) · `{CMD} help`")]),
     ]
     above = "unknown" if view.above is None else f"{view.above:,}"
-    text = f"Usage threshold: {format_percent(view.value)}; accounts above it now: {above}."
+    text = f"Usage threshold: {format_threshold(view.value)}; accounts above it now: {above}."
     return _render(text, blocks)
 
 
@@ -143,9 +144,9 @@ def threshold_set_message(old: Decimal, new: Decimal) -> Message:
     if new < old:
         effect = "Accounts between the two values get their alert at the next poll."
     else:
-        effect = f"Accounts below {format_percent(new)} get no new alerts from the next poll."
+        effect = f"Accounts below {format_threshold(new)} get no new alerts from the next poll."
     line = (
-        f"Threshold changed from {format_percent(old)} to *{format_percent(new)}*. "
+        f"Threshold changed from {format_threshold(old)} to *{format_threshold(new)}*. "
         f"It applies from the next poll. {effect}"
     )
     return notice_message(line)
@@ -153,7 +154,7 @@ def threshold_set_message(old: Decimal, new: Decimal) -> Message:
 
 def threshold_unchanged_message(value: Decimal) -> Message:
     """`set N` with the current value: nothing to change."""
-    return notice_message(f"The threshold is already *{format_percent(value)}*: nothing changed.")
+    return notice_message(f"The threshold is already *{format_threshold(value)}*: nothing changed.")
 
 
 def usage_message(text: str) -> Message:

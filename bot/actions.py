@@ -146,6 +146,11 @@ def apply(
         found = locate(store, block_id)
         if isinstance(found, Result):
             return found
+        owner = found.owner_slack_id
+        if change.action == ASSIGN and owner and owner != change.assignee:
+            # Only an alert nobody owns can be routed, once: a second pick (or a race between
+            # two triagers) must not take it from its owner or reopen a settled episode.
+            return Result("refused", found, f"This alert already went to <@{owner}>.")
         now = clock()
         changes = changes_for(found, change, user_id, now)
         if changes is None:

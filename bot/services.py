@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from bot.access import Access
 from bot.config import Settings
@@ -90,6 +91,14 @@ class Services:
     def territory(self) -> Territory:
         """A fresh owner chain (its in-memory cache lives for one request, the store's longer)."""
         return build_territory(self.settings, self.slack, self.store, self.clock)
+
+    def first_delivery(self, body: dict[str, Any]) -> bool:
+        """Slack re-delivers an event it thinks was lost: handle each event_id once (F03).
+
+        Checked after the ack, so a busy state database never delays Slack's answer.
+        """
+        event_id = body.get("event_id")
+        return not event_id or self.store.first_delivery_of_event(str(event_id), self.clock())
 
     def threshold(self) -> ThresholdSetting:
         """The threshold the next poll uses, and where it comes from."""

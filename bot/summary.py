@@ -14,6 +14,7 @@ from blocks.text import (
     format_day,
     format_number,
     format_percent,
+    format_threshold,
 )
 from bot.usage import UsageRow
 
@@ -110,7 +111,7 @@ class TemplateSummariser:
         if pct >= 100:
             bullets.append("Over quota now: a natural moment to talk about a bigger plan.")
         elif data.threshold is not None and pct < data.threshold:
-            bullets.append(f"Below the {format_percent(data.threshold)} alert threshold for now.")
+            bullets.append(f"Below the {format_threshold(data.threshold)} alert threshold for now.")
         else:
             bullets.append("Close to the quota: a good moment to check in about an upgrade.")
         return _fit(bullets)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import App, BoltResponse
+from slack_bolt import App
 
 from bot.delivery import web_client
 from bot.services import Services
@@ -16,27 +15,19 @@ log = logging.getLogger(__name__)
 SORRY = "Sorry, something went wrong on Nudge's side. Please try again in a minute."
 
 
-def dedupe_events(services: Services) -> Callable[..., Any]:
-    """Slack re-delivers an event it thinks was lost: handle each event_id once (F03)."""
-
-    def middleware(body: dict[str, Any], next: Callable[[], Any]) -> Any:
-        event_id = body.get("event_id")
-        if event_id and not services.store.first_delivery_of_event(event_id, services.clock()):
-            log.info("event %s already handled", event_id)
-            return BoltResponse(status=200, body="")
-        return next()
-
-    return middleware
-
-
-def on_error(error: Exception, body: dict[str, Any], respond: Any = None) -> None:
+def on_error(
+    error: Exception, body: dict[str, Any], respond: Any = None, client: Any = None
+) -> None:
     """One handler for every unhandled error: the log gets the traceback, the user one line."""
     log.error("listener failed", exc_info=error)
-    if respond is not None and body.get("response_url"):
-        try:
+    user = (body.get("user") or {}).get("id") if isinstance(body.get("user"), dict) else None
+    try:
+        if respond is not None and body.get("response_url"):
             respond(text=SORRY, response_type="ephemeral", replace_original=False)
-        except Exception:  # the answer is best effort; the log already has the cause
-            log.warning("could not tell the user about the error", exc_info=True)
+        elif client is not None and user:  # e.g. a click in App Home: nothing to reply to
+            client.chat_postMessage(channel=user, text=SORRY)
+    except Exception:  # the answer is best effort; the log already has the cause
+        log.warning("could not tell the user about the error", exc_info=True)
 
 
 class _TokenFromClient(logging.Filter):
@@ -64,7 +55,6 @@ def build_app(services: Services) -> App:
         token_verification_enabled=False,
         process_before_response=False,
     )
-    app.use(dedupe_events(services))
     app.error(on_error)
     commands.register(app, services)
     actions.register(app, services)

@@ -26,9 +26,15 @@ from bot.services import Services
 from bot.store import AlertRecord
 from bot.summary import SummaryInput, display_value
 from bot.territory import Owner
+from bot.timebox import within
 from bot.usage import UsageRow
 
 log = logging.getLogger(__name__)
+ANSWER_WITHIN_S = 9.0
+TOO_SLOW = (
+    "Nudge couldn't get the usage data, owner and summary within 10 seconds. "
+    "Please try again in a minute."
+)
 
 WAREHOUSE_DOWN = (
     "Sorry, Nudge couldn't read the usage data just now. Try again in a minute; "
@@ -166,7 +172,13 @@ def summary_listener(services: Services) -> Any:
     def usage_summary(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
         ack(acknowledgement(str(command.get("text") or "")))
         user_id, text = str(command.get("user_id", "")), str(command.get("text") or "")
-        _send(respond, summary_answer(services, user_id, text))
+        # SPEC 1.2: answered within 10 s, whatever Slack, the warehouse or the CRM are doing.
+        answer = within(
+            ANSWER_WITHIN_S,
+            lambda: summary_answer(services, user_id, text),
+            lambda: summary_blocks.problem_message(TOO_SLOW),
+        )
+        _send(respond, answer)
 
     return usage_summary
 

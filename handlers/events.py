@@ -16,8 +16,10 @@ log = logging.getLogger(__name__)
 def removed(services: Services) -> Callable[..., None]:
     """Record the removal; the poller then skips every run until `nudge run` starts again."""
 
-    def listener(ack: Callable[[], None], event: dict[str, Any]) -> None:
+    def listener(ack: Callable[[], None], event: dict[str, Any], body: dict[str, Any]) -> None:
         ack()
+        if not services.first_delivery(body):
+            return
         kind = str(event.get("type"))
         services.store.add_audit("slack", kind, services.clock(), detail={"event": kind})
         log.warning("Slack sent %s: polling stops until the app is reinstalled", kind)

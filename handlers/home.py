@@ -47,9 +47,11 @@ def _page(action: dict[str, Any]) -> int:
 def register(app: App, services: Services) -> None:
     """Register the App Home listeners: the tab opened, Previous / Next."""
 
-    def home_opened(ack: Ack, event: dict[str, Any], client: WebClient) -> None:
+    def home_opened(
+        ack: Ack, event: dict[str, Any], body: dict[str, Any], client: WebClient
+    ) -> None:
         ack()  # Bolt acks events itself; kept so every listener reads the same way
-        if event.get("tab") == "home":  # the Messages tab sends this event too
+        if event.get("tab") == "home" and services.first_delivery(body):
             publish_home(client, services, event["user"])
 
     def turn_page(

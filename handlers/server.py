@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import signal
@@ -12,12 +13,14 @@ from typing import Any
 
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_sdk.signature import SignatureVerifier
 
 from bot.scheduler import due_now, start_scheduler
 from bot.services import Services
 
 log = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
+MAX_BODY = 1_000_000  # Slack's payloads are far smaller
 Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
@@ -35,10 +38,15 @@ def health(services: Services) -> tuple[int, dict[str, Any]]:
 def wsgi_app(app: App, services: Services) -> Wsgi:
     """POST /slack/events to Bolt, GET /healthz, 404 for anything else."""
     bolt = SlackRequestHandler(app, path=EVENTS_PATH)
+    secret = services.settings.slack_signing_secret
+    verifier = SignatureVerifier(secret.get_secret_value()) if secret else None
 
     def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == EVENTS_PATH:
+            if verifier is not None and not _signed(verifier, environ):
+                start_response("401 Unauthorized", [("Content-Type", "application/json")])
+                return [b'{"error": "invalid request"}']
             return bolt(environ, start_response)
         if path == "/healthz":
             status, body = health(services)
@@ -49,6 +57,29 @@ def wsgi_app(app: App, services: Services) -> Wsgi:
         return [b"not found\n"]
 
     return application
+
+
+def _signed(verifier: SignatureVerifier, environ: dict[str, Any]) -> bool:
+    """Check Slack's signature before anything parses the body (forged input never runs).
+
+    The body is read here and handed on to Bolt unchanged.
+    """
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return False
+    if not 0 <= length <= MAX_BODY:
+        return False
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    timestamp = str(environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", ""))
+    signature = str(environ.get("HTTP_X_SLACK_SIGNATURE", ""))
+    if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 12:
+        return False
+    try:
+        return verifier.is_valid(body=body, timestamp=timestamp, signature=signature)
+    except (ValueError, TypeError):
+        return False
 
 
 def poll_job(services: Services) -> Callable[[], None]:

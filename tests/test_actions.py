@@ -5,6 +5,7 @@ Each test waits on what reaches the fake Slack (with a deadline), never on time.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -544,3 +545,27 @@ def test_an_assignment_whose_dm_fails_leaves_the_alert_in_the_fallback_channel(
     shown = last_message(slack, TRIAGE)
     assert any(e["type"] == "users_select" for e in actions_blocks(shown)[0]["elements"])
     assert slack.messages(OTHER_DM) == []
+
+
+def test_an_assigned_alert_cannot_be_taken_by_a_second_pick_or_a_race(
+    triage: SlackApp, slack: FakeSlack
+) -> None:
+    fallback = last_message(slack, TRIAGE)
+    record = the_alert(triage, fallback)
+    picks = [
+        payload(triage, fallback, TRIAGE, pick_user(card_block_id(fallback), who))
+        for who in (OTHER, "U0OWNER0003")
+    ]
+    threads = [threading.Thread(target=click, args=(triage, body)) for body in picks]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    slack.wait_for(lambda: slack.responses.get("act"), message="the losing pick is told why")
+    slack.wait_for(lambda: slack.messages(OTHER_DM) or slack.messages("D0OWNER0003"))
+    assert "already went to" in json.dumps(slack.responses["act"])
+    dms = slack.messages(OTHER_DM) + slack.messages("D0OWNER0003")
+    assert len(dms) == 1
+    owner = triage.store.alert(record.id).owner_slack_id  # type: ignore[union-attr]
+    assert [r.action for r in audit_rows(triage.store)] == ["assign"]
+    assert owner is not None and dms[0]["channel"] == "D" + owner[1:]

@@ -609,3 +609,36 @@ def test_find_binds_the_text_and_never_builds_sql_from_it(warehouse_url: str) ->
     for statement, _params in seen:
         assert "OR '1'" not in statement and "evil" not in statement
     assert any("%x' or '1'='1%" in str(v) for _, p in seen for v in bound_values(p))
+
+
+def test_a_threshold_is_shown_exactly_as_set(app: SlackApp) -> None:
+    _, reply = run(app, THRESHOLD, "set 74.99", user=ADMIN)
+    assert "*74.99 %*" in shown(reply)
+    _, shown_now = run(app, THRESHOLD, "show")
+    assert "74.99 %" in shown(shown_now) and "74.9 %" not in shown(shown_now)
+
+
+def test_usage_summary_answers_within_its_deadline_when_slack_hangs(
+    app: SlackApp, slack: FakeSlack
+) -> None:
+    slack.hang("users.info", 9.5)
+    _, reply = run(app, SUMMARY, "account1.example")
+    assert "within 10 seconds" in shown(reply)
+    assert len(slack.responses["cmd"]) == 1  # one answer: the late work never answers too
+
+
+def test_forged_requests_never_reach_a_listener_or_the_response_url(
+    app: SlackApp, slack: FakeSlack
+) -> None:
+    from urllib.parse import urlencode
+
+    sink = slack.response_url("forged")
+    body = urlencode({"command": THRESHOLD, "text": "", "user_id": OWNER, "response_url": sink})
+    for timestamp in ("not-a-number", "1796322911.0", "", "9" * 40):
+        status, _, _ = app.post(
+            body.encode(), signature="v0=garbage", headers={"X-Slack-Request-Timestamp": timestamp}
+        )
+        assert status == 401
+    for junk in (b"payload={bad", b"payload=[1]", b"payload=null", b"\xff\xfe"):
+        assert app.post(junk, signature="v0=" + "0" * 64)[0] == 401
+    assert slack.responses.get("forged") is None
