@@ -478,6 +478,31 @@ def test_a_click_in_app_home_updates_the_dm_card_and_republishes_home(
     assert after is not None and after.state == "snoozed"
 
 
+def test_a_click_in_app_home_that_fails_is_answered_in_the_messages_tab(
+    app: SlackApp, slack: FakeSlack
+) -> None:
+    card = last_message(slack, DM)
+    record = the_alert(app, card)
+    slack.fail("users.info", error="internal_error", status=500, times=5)
+    body = {
+        "type": "block_actions",
+        "user": {"id": OWNER, "username": "owner", "team_id": "T0FAKE"},
+        "api_app_id": "A0NUDGE",
+        "token": "legacy",
+        "trigger_id": "1.2.3",
+        "team": {"id": "T0FAKE"},
+        "container": {"type": "view", "view_id": "V0OWNER0001"},
+        "view": {"id": "V0OWNER0001", "type": "home", "blocks": []},
+        "actions": [button(ids.CONTACTED, ids.actions_block_id(record.id))],
+    }
+    click(app, body)
+    slack.wait_for(
+        lambda: any(p["channel"] == DM and "Sorry" in p["text"] for p in slack.all_posts())
+    )
+    after = app.store.alert(record.id)
+    assert after is not None and after.state == "alerted"
+
+
 @pytest.fixture
 def triage(tmp_path: Path, slack: FakeSlack, clock: Clock) -> Iterator[SlackApp]:
     """The running app with one alert whose owner is unknown, posted to the fallback channel."""
