@@ -270,3 +270,59 @@ def test_run_start_failures_are_one_clear_line(tmp_path: Path) -> None:
         assert busy.returncode == 1 and "cannot listen" in busy.stderr
     for run in (not_app_token, refused, busy):
         assert "Traceback" not in run.stderr
+
+
+def test_socket_mode_connects_acks_a_command_and_answers_it(tmp_path: Path) -> None:
+    from tests.fakes.socket_mode import FakeSocketMode
+
+    create_usage_table(f"sqlite:///{tmp_path / 'usage.db'}", [account(1, 45, 50)])
+    with FakeSlack(token=BOT_TOKEN, scopes=ALL_SCOPES) as slack, FakeSocketMode() as socket_mode:
+        slack.app_token, slack.socket_url = "xapp-1-test", socket_mode.url
+        slack.add_user("U0DANA", "dana@example.com", first_name="Dana")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "NUDGE_"))}
+        env.update(
+            SLACK_BOT_TOKEN=BOT_TOKEN,
+            SLACK_APP_TOKEN="xapp-1-test",
+            SLACK_API_URL=slack.url,
+            NUDGE_WAREHOUSE_URL="sqlite:///usage.db",
+        )
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bot", "run", "--no-scheduler"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            socket_mode.wait_for(lambda: socket_mode.connected, timeout=30)
+            payload = {
+                "command": "/usage-threshold",
+                "text": "help",
+                "user_id": "U0DANA",
+                "team_id": "T0FAKE",
+                "channel_id": "C0X",
+                "trigger_id": "1.2",
+                "response_url": slack.response_url("socket"),
+            }
+            socket_mode.push(
+                {
+                    "envelope_id": "env-1",
+                    "type": "slash_commands",
+                    "accepts_response_payload": True,
+                    "payload": payload,
+                }
+            )
+            socket_mode.wait_for(
+                lambda: any(m.get("envelope_id") == "env-1" for m in socket_mode.received)
+            )
+            slack.wait_for(lambda: slack.responses.get("socket"), timeout=10)
+            assert "/usage-threshold" in json.dumps(slack.responses["socket"][0])
+            process.send_signal(signal.SIGTERM)
+            _, err = process.communicate(timeout=20)
+            assert process.returncode == 0, err
+            assert "Socket Mode" in err and "Traceback" not in err
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()

@@ -165,6 +165,9 @@ class FakeSlack:
     ) -> None:
         self.token = token
         self.scopes = scopes
+        # Socket Mode: apps.connections.open takes the app-level token and returns this URL.
+        self.app_token: str | None = None
+        self.socket_url = ""
         self.team_id = team_id
         self.team = team
         self.bot_user_id = bot_user_id
@@ -195,6 +198,7 @@ class FakeSlack:
             "chat.getPermalink": self._chat_get_permalink,
             "views.publish": self._views_publish,
             "usergroups.users.list": self._usergroups_users_list,
+            "apps.connections.open": self._apps_connections_open,
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -429,7 +433,7 @@ class FakeSlack:
             token = str(params.get("token", ""))
         if not token:
             return "not_authed"
-        return None if token == self.token else "invalid_auth"
+        return None if token in (self.token, self.app_token) else "invalid_auth"
 
     def _take_fault(self, method: str) -> _Fault | None:
         queue = self._faults.get(method)
@@ -482,6 +486,11 @@ class FakeSlack:
         return next((m for m in self._messages.get(channel, []) if m["ts"] == ts), None)
 
     # ------------------------------------------------------------------ API methods (lock held)
+
+    def _apps_connections_open(self, params: JsonDict) -> JsonDict:
+        if not self.socket_url:
+            return _error("invalid_auth")
+        return {"ok": True, "url": self.socket_url}
 
     def _auth_test(self, params: JsonDict) -> JsonDict:
         return {
