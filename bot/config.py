@@ -118,6 +118,20 @@ class TerritorySection(_Section):
 
 class SalesforceSection(_Section):
     instance_url: str = ""
+    api_version: str = "62.0"
+    timeout_s: float = Field(default=20, gt=0, le=120)
+    account_fields: list[str] = Field(
+        default_factory=lambda: [
+            "Name",
+            "Parent.Name",
+            "Description",
+            "Industry",
+            "BillingCountry",
+            "Website",
+            "NumberOfEmployees",
+            "AnnualRevenue",
+        ]
+    )
 
 
 class DeliverySection(_Section):
@@ -189,6 +203,34 @@ class Settings(BaseSettings):
     slack_api_url: str = Field(
         default="https://slack.com/api/",
         validation_alias=AliasChoices("SLACK_API_URL", "slack_api_url"),
+    )
+    salesforce_domain: str = Field(
+        default="", validation_alias=AliasChoices("SALESFORCE_DOMAIN", "salesforce_domain")
+    )
+    salesforce_consumer_key: str = Field(
+        default="",
+        validation_alias=AliasChoices("SALESFORCE_CONSUMER_KEY", "salesforce_consumer_key"),
+    )
+    salesforce_consumer_secret: SecretStr | None = _secret(
+        "SALESFORCE_CONSUMER_SECRET", "salesforce_consumer_secret"
+    )
+    salesforce_username: str = Field(
+        default="", validation_alias=AliasChoices("SALESFORCE_USERNAME", "salesforce_username")
+    )
+    salesforce_private_key_file: str = Field(
+        default="",
+        validation_alias=AliasChoices("SALESFORCE_PRIVATE_KEY_FILE", "salesforce_private_key_file"),
+    )
+    salesforce_instance_url: str = Field(
+        default="",
+        validation_alias=AliasChoices("SALESFORCE_INSTANCE_URL", "salesforce_instance_url"),
+    )
+    salesforce_access_token: SecretStr | None = _secret(
+        "SALESFORCE_ACCESS_TOKEN", "salesforce_access_token"
+    )
+    salesforce_password: SecretStr | None = _secret("SALESFORCE_PASSWORD", "salesforce_password")
+    salesforce_security_token: SecretStr | None = _secret(
+        "SALESFORCE_SECURITY_TOKEN", "salesforce_security_token"
     )
     openai_api_key: SecretStr | None = _secret("OPENAI_API_KEY", "openai_api_key")
     openai_base_url: str = Field(
