@@ -122,6 +122,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Console(), Path(args.dir), seed=args.seed, accounts=args.accounts)
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """Probe every configured dependency; non-zero when something required fails."""
+    from bot.check import run_checks
+
+    settings = load_settings()
+    probes = run_checks(settings)
+    console = Console(soft_wrap=True)
+    for probe in probes:
+        mark = (
+            "[green]ok[/green]  "
+            if probe.ok
+            else ("[red]FAIL[/red]" if probe.required else "[yellow]warn[/yellow]")
+        )
+        console.print(f"{mark} {probe.name:15} {terminal_safe(probe.detail)}")
+    return 0 if all(p.ok or not p.required for p in probes) else 1
+
+
 def cmd_manifest(args: argparse.Namespace) -> int:
     """Print the Slack app manifest (HTTP mode when --url is given)."""
     from bot.manifest import http_variant, load_manifest, render
@@ -210,6 +227,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, default=3000, help="HTTP mode: port (default 3000)")
     run.add_argument("--no-scheduler", action="store_true", help="answer Slack only; no polls")
     run.set_defaults(func=cmd_run)
+    check = sub.add_parser("check", help="probe the warehouse, Slack and the state database")
+    check.set_defaults(func=cmd_check)
     manifest = sub.add_parser("manifest", help="print the Slack app manifest")
     manifest.add_argument("--url", help="public https:// base URL: HTTP mode with request URLs")
     manifest.set_defaults(func=cmd_manifest)

@@ -1,0 +1,53 @@
+"""`nudge check`: one line per dependency, with the fix; non-zero when something required fails."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bot.manifest import bot_scopes, load_manifest
+from tests.conftest import BOT_TOKEN
+from tests.fakes.slack import FakeSlack
+from tests.test_cli import deployment, nudge  # noqa: F401 - the fixture is used by name
+from tests.warehouses import account, create_usage_table
+
+ALL_SCOPES = ",".join(sorted(bot_scopes(load_manifest())))
+
+
+def test_check_passes_when_everything_answers(deployment: dict[str, Any]) -> None:  # noqa: F811
+    with FakeSlack(token=BOT_TOKEN, scopes=ALL_SCOPES) as slack:
+        env = {**deployment["env"], "SLACK_API_URL": slack.url}
+        run = nudge("check", env=env, cwd=deployment["dir"])
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = run.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["ok", "ok", "ok", "ok"]
+    assert "5 rows, 3 at or above 75 %" in run.stdout
+
+
+def test_check_names_each_failure_and_its_fix(deployment: dict[str, Any], tmp_path: Path) -> None:  # noqa: F811
+    create_usage_table(
+        f"sqlite:///{deployment['dir'] / 'usage.db'}",
+        [account(1, 1, 2)],
+        columns=(
+            "account_id",
+            "account_name",
+            "domain",
+            "owner_id",
+            "tracked_hours",
+            "quota",
+            "plan",
+        ),
+    )
+    with FakeSlack(token=BOT_TOKEN, scopes="chat:write") as slack:
+        env = {
+            **deployment["env"],
+            "SLACK_API_URL": slack.url,
+            "NUDGE_TERRITORY__FALLBACK_CHANNEL": "#triage",
+        }
+        run = nudge("check", env=env, cwd=deployment["dir"])
+    assert run.returncode == 1
+    out = run.stdout
+    assert "FAIL warehouse" in out and "total_free_hours" in out
+    assert "FAIL slack" in out and "users:read.email" in out
+    assert "FAIL channels" in out and "channel id" in out
+    assert BOT_TOKEN not in out + run.stderr
