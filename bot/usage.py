@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import threading
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -19,24 +15,23 @@ from sqlalchemy import (
     case,
     cast,
     column,
-    create_engine,
-    event,
     func,
     inspect,
     literal_column,
     select,
     table,
 )
-from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, NoSuchTableError, SQLAlchemyError
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.engine import Inspector
+from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
+from sqlalchemy.sql.elements import ColumnClause, ColumnElement
 
 from bot.config import Settings
 from bot.crmid import to_18
 from bot.errors import ConfigError, WarehouseError
-from bot.fragments import compile_fragment
+from bot.fragments import TableColumns, compile_fragment
 from bot.lookup import LIKE_ESCAPE, MAX_RESULTS, Query
-from bot.store import postgres_session
+from bot.warehouse import deadline, describe, retry_once
+from bot.warehouse import warehouse_engine as warehouse_engine
 
 CHUNK = 500
 INTERACTIVE_TIMEOUT_S = 7.0
@@ -101,58 +96,6 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def warehouse_engine(url: str, timeout_s: float) -> Engine:
-    """An engine for the configured warehouse; a missing driver or bad URL is a ConfigError."""
-    try:
-        parsed = make_url(url)
-        database = str(parsed.database or "")
-        local = parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:")
-        if local and not Path(database).is_file():
-            where = Path(database).resolve()
-            raise ConfigError([f"warehouse: SQLite file {where} does not exist"])
-        postgres = parsed.get_backend_name() == "postgresql"
-        args: dict[str, Any] = {"connect_timeout": 10} if postgres else {}
-        engine = create_engine(url, pool_pre_ping=True, pool_recycle=3600, connect_args=args)
-        if postgres:
-            event.listen(engine, "connect", postgres_session(timeout_s, read_only=True))
-        return engine
-    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
-        raise ConfigError([f"warehouse: cannot use {parsed_name(url)}: {exc}"]) from exc
-
-
-def parsed_name(url: str) -> str:
-    """The URL's scheme only (never its credentials), for messages."""
-    return url.split("://", 1)[0] + "://…"
-
-
-@contextlib.contextmanager
-def deadline(conn: Connection, seconds: float) -> Iterator[None]:
-    """Interrupt a SQLite or DuckDB query running past `seconds` (PostgreSQL: statement_timeout)."""
-    raw = conn.connection.dbapi_connection
-    name = conn.dialect.name
-    if name == "sqlite" and raw is not None:
-        end = time.monotonic() + seconds
-        raw.set_progress_handler(lambda: int(time.monotonic() > end), 10_000)
-        try:
-            yield
-        finally:
-            raw.set_progress_handler(None, 0)
-        return
-    if name == "postgresql":
-        conn.exec_driver_sql(f"SET statement_timeout = {max(1, int(seconds * 1000))}")
-        yield
-        return
-    if name == "duckdb" and raw is not None:
-        timer = threading.Timer(seconds, raw.interrupt)
-        timer.start()
-        try:
-            yield
-        finally:
-            timer.cancel()
-        return
-    yield
-
-
 class Warehouse:
     """Builds and runs the usage query for one configured table."""
 
@@ -164,25 +107,22 @@ class Warehouse:
         self._numerator: ColumnElement[Any] | None = None
         self._denominator: ColumnElement[Any] = literal_column("1")
         self._segment: ColumnElement[Any] | None = None
+        self._table_name = settings.warehouse.table.rpartition(".")[2]
+        # Setting name -> the column as reflected (Snowflake folds unquoted names to upper case).
+        self._names: dict[str, str] = {}
 
     def validate(self) -> None:
         """Check the table, role columns and SQL fragments; ConfigError lists every problem."""
-        schema, _, name = self.settings.warehouse.table.rpartition(".")
-        try:
-            found = inspect(self.engine).get_columns(name, schema=schema or None)
-        except NoSuchTableError:
-            found = []
-        except SQLAlchemyError as exc:
-            raise WarehouseError(f"cannot read the warehouse: {type(exc).__name__}") from exc
-        columns = {str(c["name"]).lower() for c in found}
-        if not columns:
-            raise ConfigError([f"warehouse: table {self.settings.warehouse.table!r} not found"])
-        known = ", ".join(sorted(columns)[:30])
-        problems = [
-            f"[columns] {role} = {name!r}: no such column (the table has: {known})"
-            for role, name in self._role_columns()
-            if name.lower() not in columns
-        ]
+        columns = self._reflect()
+        problems: list[str] = []
+        self._names = {}
+        for role, name in self._role_columns():
+            actual = columns.find(name)
+            if actual is None:
+                reason = f"{columns.problem(name)} (the table has: {columns.listing()})"
+                problems.append(f"[columns] {role} = {name!r}: {reason}")
+            else:
+                self._names[name] = actual
         compiled: dict[str, str] = {}
         fragments = {
             "numerator": self.cols.numerator,
@@ -197,7 +137,8 @@ class Warehouse:
                     role, text, columns, self.engine.dialect.name, numeric=role != "segment"
                 )
             except ValueError as exc:
-                hint = f" (the table has: {known})" if "unknown column" in str(exc) else ""
+                about_columns = "unknown column" in str(exc) or "several columns" in str(exc)
+                hint = f" (the table has: {columns.listing()})" if about_columns else ""
                 problems.append(f"{exc}{hint}")
         if problems:
             raise ConfigError(problems)
@@ -206,6 +147,26 @@ class Warehouse:
         self._segment = (
             literal_column(f"({compiled['segment']})") if "segment" in compiled else None
         )
+
+    def _reflect(self) -> TableColumns:
+        """The table's columns; a table named in another case than its quoted name is found."""
+        schema, _, name = self.settings.warehouse.table.rpartition(".")
+        inspector = inspect(self.engine)
+        try:
+            found = _columns_of(inspector, name, schema or None)
+            if not found:
+                names = inspector.get_table_names(schema or None)
+                names += inspector.get_view_names(schema or None)
+                actual = TableColumns(names).find(name)
+                if actual is not None and actual != name:
+                    found = _columns_of(inspector, actual, schema or None)
+                    self._table_name = actual
+        except SQLAlchemyError as exc:
+            raise WarehouseError(f"cannot read the warehouse: {type(exc).__name__}") from exc
+        if not found:
+            raise ConfigError([f"warehouse: table {self.settings.warehouse.table!r} not found"])
+        quote = self.engine.dialect.identifier_preparer.quote
+        return TableColumns([column_["name"] for column_ in found], quote)
 
     def _role_columns(self) -> list[tuple[str, str]]:
         roles = [
@@ -219,13 +180,17 @@ class Warehouse:
         return [(role, name) for role, name in roles if name]
 
     def _table(self) -> Any:
-        schema, _, name = self.settings.warehouse.table.rpartition(".")
-        return table(name, schema=schema or None)
+        schema = self.settings.warehouse.table.rpartition(".")[0]
+        return table(self._table_name, schema=schema or None)
+
+    def _col(self, name: str) -> ColumnClause[Any]:
+        """The column a setting names, as the table spells it (quoted by the dialect's rules)."""
+        return column(self._names.get(name, name))
 
     def _insufficient(self) -> ColumnElement[bool]:
         num, den = self._numerator, self._denominator
         assert num is not None
-        missing_id = column(self.cols.account_id).is_(None)
+        missing_id = self._col(self.cols.account_id).is_(None)
         return missing_id | num.is_(None) | den.is_(None) | (den <= 0) | (num < 0)
 
     def _above(self) -> ColumnElement[bool]:
@@ -242,19 +207,20 @@ class Warehouse:
     def _select(self) -> Any:
         assert self._numerator is not None
         cols = [
-            column(self.cols.account_id).label("account_id"),
-            column(self.cols.account_name).label("account_name"),
-            column(self.cols.domain).label("domain"),
+            self._col(self.cols.account_id).label("account_id"),
+            self._col(self.cols.account_name).label("account_name"),
+            self._col(self.cols.domain).label("domain"),
             self._numerator.label("nudge_numerator"),
             self._denominator.label("nudge_denominator"),
         ]
         if self.cols.owner_id:
-            cols.append(column(self.cols.owner_id).label("owner_id"))
-        cols += [column(name).label(f"f_{i}") for i, name in enumerate(self.cols.fields)]
+            cols.append(self._col(self.cols.owner_id).label("owner_id"))
+        cols += [self._col(name).label(f"f_{i}") for i, name in enumerate(self.cols.fields)]
         return select(*cols).select_from(self._table())
 
     def _row(self, row: Any) -> UsageRow:
-        mapping = row._mapping
+        # Keys ignoring case: a warehouse may report labels upper-cased (Snowflake).
+        mapping = {str(key).lower(): value for key, value in row._mapping.items()}
         fields = {name: _plain(mapping[f"f_{i}"]) for i, name in enumerate(self.cols.fields)}
         owner = mapping.get("owner_id")
         return UsageRow(
@@ -282,7 +248,9 @@ class Warehouse:
     def above(self, threshold: Decimal) -> Iterator[UsageRow]:
         """Stream the accounts at or above the threshold (the filter runs in the warehouse)."""
         query = (
-            self._select().where(self._where(self._above())).order_by(column(self.cols.account_id))
+            self._select()
+            .where(self._where(self._above()))
+            .order_by(self._col(self.cols.account_id))
         )
         yield from self._stream(query, {"t": threshold_hundredths(threshold)})
 
@@ -294,7 +262,7 @@ class Warehouse:
             # 15-character ids in the warehouse still match their 18-character form.
             keys = sorted(set(chunk) | {i[:15] for i in chunk if len(i) == 18})
             query = self._select().where(
-                column(self.cols.account_id).in_(bindparam("ids", expanding=True))
+                self._col(self.cols.account_id).in_(bindparam("ids", expanding=True))
             )
             yield from self._stream(query, {"ids": keys})
 
@@ -305,10 +273,10 @@ class Warehouse:
         a name is a case-insensitive substring, `%`, `_` and `\\` taken literally. The segment
         does not apply: an AE may ask about any account.
         """
-        name: ColumnElement[str] = column(self.cols.account_name)
+        name: ColumnElement[str] = self._col(self.cols.account_name)
         condition: ColumnElement[bool]
         if query.kind == "domain":
-            domain = func.lower(func.trim(column(self.cols.domain)))
+            domain = func.lower(func.trim(self._col(self.cols.domain)))
             condition = domain.in_(bindparam("domains", expanding=True))
             params: dict[str, Any] = {"domains": [query.value, f"www.{query.value}"]}
         else:
@@ -319,35 +287,44 @@ class Warehouse:
         select_ = (
             self._select()
             .where(condition)
-            .order_by(func.lower(name), column(self.cols.account_id))
+            .order_by(func.lower(name), self._col(self.cols.account_id))
             .limit(limit)
         )
         # /usage-summary answers within 10 s (SPEC 1.2): a shorter bound than a poll's.
         return list(self._stream(select_, params, min(self.timeout_s, INTERACTIVE_TIMEOUT_S)))
 
     def _run_one(self, query: Any, params: dict[str, Any]) -> Any:
-        try:
-            with self.engine.connect() as conn, deadline(conn, self.timeout_s):
-                return conn.execute(query, params).one()
-        except SQLAlchemyError as exc:
-            raise WarehouseError(_describe(exc)) from exc
+        for attempt in (1, 2):
+            try:
+                with self.engine.connect() as conn, deadline(conn, self.timeout_s):
+                    return conn.execute(query, params).one()
+            except SQLAlchemyError as exc:
+                if not retry_once(exc, attempt):
+                    raise WarehouseError(describe(exc)) from exc
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     def _stream(
         self, query: Any, params: dict[str, Any], timeout_s: float | None = None
     ) -> Iterator[UsageRow]:
-        try:
-            with self.engine.connect() as conn, deadline(conn, timeout_s or self.timeout_s):
-                result = conn.execution_options(
-                    stream_results=True, yield_per=STREAM_BATCH
-                ).execute(query, params)
-                for row in result:
-                    yield self._row(row)
-        except SQLAlchemyError as exc:
-            raise WarehouseError(_describe(exc)) from exc
+        for attempt in (1, 2):
+            started = False
+            try:
+                with self.engine.connect() as conn, deadline(conn, timeout_s or self.timeout_s):
+                    result = conn.execution_options(
+                        stream_results=True, yield_per=STREAM_BATCH
+                    ).execute(query, params)
+                    for row in result:
+                        started = True
+                        yield self._row(row)
+                return
+            except SQLAlchemyError as exc:
+                # Once rows went out, running again would repeat them: only a clean start retries.
+                if started or not retry_once(exc, attempt):
+                    raise WarehouseError(describe(exc)) from exc
 
 
-def _describe(exc: SQLAlchemyError) -> str:
-    """A short reason without SQL text or parameters."""
-    original = getattr(exc, "orig", None)
-    reason = str(original or exc).splitlines()[0][:200]
-    return f"warehouse query failed: {type(original or exc).__name__}: {reason}"
+def _columns_of(inspector: Inspector, name: str, schema: str | None) -> list[Any]:
+    try:
+        return list(inspector.get_columns(name, schema=schema))
+    except NoSuchTableError:
+        return []

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.fakes.slack import FakeSlack
+from tests.warehouses import fake_snowflake
 
 SECRET_PREFIXES = ("SLACK_", "OPENAI_", "SALESFORCE_", "NUDGE_")
 POSTGRES_URL = os.environ.get("NUDGE_TEST_POSTGRES_URL", "")
@@ -93,15 +94,19 @@ def _postgres_schema_url() -> Iterator[str]:
         engine.dispose()
 
 
-@pytest.fixture(params=["sqlite", "duckdb", "postgresql"])
+@pytest.fixture(params=["sqlite", "duckdb", "postgresql", "snowflake"])
 def warehouse_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty warehouse database on each backend (PostgreSQL: a throw-away schema)."""
+    """An empty warehouse database on each backend (PostgreSQL: a throw-away schema; Snowflake:
+    fakesnow, in-process, for the test's duration)."""
     if request.param == "sqlite":
         path = tmp_path / "warehouse.db"
         create_engine(f"sqlite:///{path}").connect().close()
         yield f"sqlite:///{path}"
     elif request.param == "duckdb":
         yield f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
+    elif request.param == "snowflake":
+        with fake_snowflake() as url:
+            yield url
     else:
         yield from _postgres_schema_url()
 

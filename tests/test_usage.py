@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import tracemalloc
 from collections.abc import Iterator
 from decimal import Decimal
@@ -15,15 +16,10 @@ from sqlalchemy.exc import DBAPIError
 import bot.usage
 from bot.config import Settings
 from bot.errors import ConfigError, WarehouseError
-from bot.usage import (
-    Counts,
-    UsageRow,
-    Warehouse,
-    deadline,
-    threshold_hundredths,
-    warehouse_engine,
-)
-from tests.warehouses import DECIMAL, account, create_usage_table, sf_id
+from bot.lookup import Query
+from bot.usage import Counts, UsageRow, Warehouse, threshold_hundredths
+from bot.warehouse import deadline, warehouse_engine
+from tests.warehouses import COLUMNS, DECIMAL, account, create_usage_table, sf_id
 
 T75 = Decimal(75)
 
@@ -605,3 +601,102 @@ def test_numerator_and_denominator_must_be_numbers(
 ) -> None:
     create_usage_table(warehouse_url, [account(1, 45, 50)])
     assert reason in config_problems(warehouse_url, columns=values)
+
+
+# --- Identifier case: settings name columns in any case; the query names them as the table does -
+
+
+MIXED_CASE = ("AccountId", "AccountName", "Domain", "OwnerId", "TrackedHours", "FreeHours", "Plan")
+SPELLINGS = {"lower": str.lower, "upper": str.upper, "exact": str}
+
+
+@pytest.mark.parametrize("spelling", list(SPELLINGS))
+def test_quoted_mixed_case_columns_work_whatever_case_the_settings_use(
+    warehouse_url: str, spelling: str, statements: tuple[list[Any], Any]
+) -> None:
+    # Created quoted: PostgreSQL and Snowflake then match only "TrackedHours", exactly.
+    create_usage_table(
+        warehouse_url,
+        [account(1, 30, 40, plan="pro"), account(2, 10, 40, plan="pro"), account(3, 39, 40)],
+        columns=MIXED_CASE,
+    )
+    id_, name, domain, owner, used, quota, plan = map(SPELLINGS[spelling], MIXED_CASE)
+    warehouse = make_warehouse(
+        warehouse_url,
+        columns={
+            **{"account_id": id_, "account_name": name, "domain": domain, "owner_id": owner},
+            **{"numerator": f"{used} * 60", "denominator": f"{quota} * 60", "fields": [plan]},
+        },
+        rule={"segment": f"{plan} = 'pro' AND {quota} > 0"},
+    )
+    seen, listen = statements
+    listen(warehouse.engine)
+
+    [row] = list(warehouse.above(T75))
+    assert (row.account_id, row.usage_pct, row.fields) == (sf_id("001", 1), 75, {plan: "pro"})
+    assert (row.account_name, row.domain) == ("Account 1", "account1.example")
+    assert row.owner_id == sf_id("005", 1)
+    assert warehouse.counts(T75) == Counts(evaluated=2, above=1, insufficient=0)
+    assert [r.account_id for r in warehouse.rows_by_id([sf_id("001", 3)])] == [sf_id("001", 3)]
+    assert [r.account_name for r in warehouse.find(Query("domain", "account3.example"))] == [
+        "Account 3"
+    ]
+    # SQLite, DuckDB and fakesnow ignore case even in quoted names: the SQL shows it is right.
+    usage_sql = [sql for sql, _ in seen if "account_usage" in sql.lower()]
+    assert len(usage_sql) == 4
+    for sql in usage_sql:
+        assert '"TrackedHours"' in sql and '"FreeHours"' in sql and '"AccountId"' in sql, sql
+
+
+def test_a_quoted_mixed_case_table_is_found_whatever_case_the_setting_uses(
+    warehouse_url: str,
+) -> None:
+    create_usage_table(warehouse_url, [account(1, 30, 40)], table="AccountUsage")
+
+    warehouse = make_warehouse(warehouse_url, warehouse={"table": "accountusage"})
+
+    assert above(warehouse) == {sf_id("001", 1): Decimal(75)}
+    assert warehouse.counts(T75) == Counts(evaluated=1, above=1, insufficient=0)
+
+
+def test_columns_differing_only_in_case_must_be_named_exactly(warehouse_url: str) -> None:
+    if warehouse_url.startswith(("sqlite", "duckdb")):
+        pytest.skip("SQLite and DuckDB refuse two column names equal but for case")
+    if warehouse_url.startswith("snowflake"):
+        pytest.skip(
+            'fakesnow cannot create "plan" beside "PLAN" (DuckDB: "Column with name PLAN already '
+            'exists"); a real Snowflake can'
+        )
+    columns = (*COLUMNS, "PLAN")
+    create_usage_table(warehouse_url, [(*account(1, 30, 40, plan="pro"), "PRO")], columns=columns)
+
+    problems = config_problems(warehouse_url, columns={"fields": ["Plan"]})
+    assert "fields = 'Plan': matches several columns (plan, PLAN)" in problems
+    warehouse = make_warehouse(warehouse_url, columns={"fields": ["PLAN", "plan"]})
+    [row] = list(warehouse.above(T75))
+    assert row.fields == {"PLAN": "PRO", "plan": "pro"}
+
+
+# --- A query past its deadline, on every backend -------------------------------------------------
+
+SLOW_QUERIES = {
+    "sqlite": SQLITE_FOREVER,
+    "duckdb": "SELECT sum(a.range * b.range) FROM range(1000000000) a, range(1000000000) b",
+    "postgresql": "SELECT pg_sleep(30)",
+}
+
+
+def test_a_query_past_its_deadline_is_stopped_in_the_warehouse(warehouse_url: str) -> None:
+    backend = warehouse_url.split(":", 1)[0].split("+", 1)[0]
+    if backend == "snowflake":
+        pytest.skip(
+            "fakesnow cannot stop a running query: it accepts ALTER SESSION SET "
+            "STATEMENT_TIMEOUT_IN_SECONDS as a no-op and has no interrupt (the statement Nudge "
+            "sends is checked in tests/test_snowflake.py)"
+        )
+    engine = warehouse_engine(warehouse_url, 10)
+    started = time.monotonic()
+    with engine.connect() as conn, pytest.raises(DBAPIError), deadline(conn, 0.3):
+        conn.execute(text(SLOW_QUERIES[backend])).scalar()
+    assert time.monotonic() - started < 5
+    engine.dispose()

@@ -1,8 +1,9 @@
-"""Build usage tables on a real warehouse (SQLite, DuckDB, PostgreSQL) for tests."""
+"""Build usage tables on a real warehouse (SQLite, DuckDB, PostgreSQL, Snowflake) for tests."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -27,6 +28,25 @@ COLUMNS = (
     "plan",
 )
 
+NUMERIC = ("tracked_hours", "total_free_hours")
+
+SNOWFLAKE_URL = "snowflake://nudge:pass@acme-test/usage_db/analytics?warehouse=nudge_wh&role=nudge"
+# fakesnow implements no ALTER SESSION but AUTOCOMMIT and QUOTED_IDENTIFIERS_IGNORE_CASE: the
+# statement timeout Nudge sets is accepted as a no-op (recorded, never enforced).
+SNOWFLAKE_NOPS = [r"ALTER SESSION SET STATEMENT_TIMEOUT_IN_SECONDS = \d+$"]
+
+
+@contextlib.contextmanager
+def fake_snowflake() -> Iterator[str]:
+    """Snowflake in-process (fakesnow over an in-memory DuckDB) for the block; yields its URL.
+
+    Every connection made inside the block, by any engine, reaches the same database.
+    """
+    import fakesnow
+
+    with fakesnow.patch(nop_regexes=SNOWFLAKE_NOPS):
+        yield SNOWFLAKE_URL
+
 
 def sf_id(prefix: str, n: int) -> str:
     """A valid-looking 18-character Salesforce id (checksum added by normalisation)."""
@@ -43,8 +63,13 @@ def create_usage_table(
     table: str = "account_usage",
     columns: Sequence[str] = COLUMNS,
 ) -> None:
-    """(Re)create `table` with `columns` and insert `rows` (tuples in column order)."""
-    numeric = {"tracked_hours", "total_free_hours"}
+    """(Re)create `table` with `columns` and insert `rows` (tuples in column order).
+
+    `columns` may rename the standard ones (same order): a name with capitals is created quoted,
+    so it keeps its case where the warehouse cares (PostgreSQL, Snowflake).
+    """
+    renamed = {new for old, new in zip(COLUMNS, columns, strict=False) if old in NUMERIC}
+    numeric = renamed | set(NUMERIC)
     meta = MetaData()
     tbl = Table(
         table,
