@@ -151,8 +151,8 @@ class Warehouse:
     def _reflect(self) -> TableColumns:
         """The table's columns; a table named in another case than its quoted name is found."""
         schema, _, name = self.settings.warehouse.table.rpartition(".")
-        inspector = inspect(self.engine)
         try:
+            inspector = inspect(self.engine)  # connects: an unreachable warehouse fails here
             found = _columns_of(inspector, name, schema or None)
             if not found:
                 names = inspector.get_table_names(schema or None)
