@@ -6,7 +6,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
@@ -19,7 +19,7 @@ from bot.delivery import SEND_MAX_S, Dispatcher, Outcome
 from bot.errors import DeliveryError, WarehouseError
 from bot.lifecycle import Episode, digest_mode, plan_open_episodes
 from bot.store import AlertRecord, Store, new_id
-from bot.summary import Summariser, SummaryInput
+from bot.summary import Summariser, SummaryInput, TemplateSummariser
 from bot.territory import Owner, Resolution, Territory, Unresolved
 from bot.threshold import current_threshold
 from bot.usage import UsageRow, Warehouse
@@ -114,6 +114,7 @@ class Poller:
     ) -> None:
         self.monotonic = monotonic
         self._send_by = 0.0
+        self._summary_budget = 0.0
         self.settings = settings
         self.store = store
         self.warehouse = warehouse
@@ -142,7 +143,10 @@ class Poller:
             report.skipped = "lease held"
             return report
         run_id = None if dry_run else self.store.start_run(value, now)
-        self._send_by = self.monotonic() + send_window(budget.total_seconds())
+        window = send_window(budget.total_seconds())
+        self._send_by = self.monotonic() + window
+        # At most half the send window for summaries: a slow LLM must not hold the DMs back.
+        self._summary_budget = window / 2
         try:
             self._cycle(report, now)
         except (WarehouseError, DeliveryError) as exc:
@@ -248,15 +252,16 @@ class Poller:
 
     def _new_alerts(
         self,
-        rows: Iterable[UsageRow],
+        rows: list[UsageRow],
         owners: dict[str | None, Resolution],
         report: PollReport,
         now: datetime,
     ) -> list[_Outgoing]:
         out = []
-        for row in rows:
+        summaries = self._summaries(rows, report, now)
+        for row, summary in zip(rows, summaries, strict=True):
             try:
-                item = self._open_alert(row, owners[row.owner_id], report, now)
+                item = self._open_alert(row, owners[row.owner_id], report, now, summary)
             except Exception as exc:  # one bad row fails that account, never the batch
                 log.exception("account %s: cannot open its alert", row.account_id)
                 report.errors.append(f"account {row.account_id}: {type(exc).__name__}")
@@ -265,14 +270,32 @@ class Poller:
                 out.append(item)
         return out
 
+    def _summaries(
+        self, rows: list[UsageRow], report: PollReport, now: datetime
+    ) -> list[str | None]:
+        """Every new crossing's summary at once: the LLM calls run side by side, as one run."""
+        unit = self.settings.columns.unit
+        inputs = [SummaryInput(row, unit, now.date(), report.threshold) for row in rows]
+        try:
+            return list(self.summariser.summarise_many(inputs, budget_s=self._summary_budget))
+        except Exception:  # a bug in one summary: each account then gets the template's
+            log.exception("summaries failed: template summaries this run")
+            return [None] * len(rows)
+
     def _open_alert(
-        self, row: UsageRow, owner: Resolution, report: PollReport, now: datetime
+        self,
+        row: UsageRow,
+        owner: Resolution,
+        report: PollReport,
+        now: datetime,
+        summary: str | None,
     ) -> _Outgoing | None:
         """Build the card and record the alert; None when another replica already has it."""
         first = owner.first_name if isinstance(owner, Owner) else ""
-        summary = self.summariser.summarise(
-            SummaryInput(row, self.settings.columns.unit, now.date(), report.threshold)
-        )
+        if summary is None:
+            unit = self.settings.columns.unit
+            data = SummaryInput(row, unit, now.date(), report.threshold)
+            summary = TemplateSummariser().summarise(data)
         card = build_card(
             self.settings,
             row,

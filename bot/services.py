@@ -10,6 +10,7 @@ from typing import Any
 from bot.access import Access
 from bot.config import Settings
 from bot.delivery import Dispatcher, Pacer, SlackGateway, SlackWeb
+from bot.llm import build_summariser
 from bot.poller import Poller
 from bot.store import Store
 from bot.summary import Summariser, TemplateSummariser
@@ -49,8 +50,13 @@ def build_poller(
     clock: Callable[[], datetime] = now_utc,
     pacer: Pacer | None = None,
     warehouse: Warehouse | None = None,
+    summariser: Summariser | None = None,
 ) -> Poller:
-    """Wire a Poller from settings; ConfigError for a bad table, columns or territory file."""
+    """Wire a Poller from settings; ConfigError for a bad table, columns or territory file.
+
+    The LLM summariser when OPENAI_API_KEY is set and `[summary] enabled` (ConfigError for a
+    bad prompt file), else the template; a dry run never calls the LLM (it sends nothing).
+    """
     if warehouse is None:
         engine = warehouse_engine(
             settings.effective_warehouse_url, settings.warehouse.timeout.total_seconds()
@@ -59,7 +65,11 @@ def build_poller(
         warehouse.validate()
     territory = build_territory(settings, slack, None if dry_run else store, clock)
     dispatcher = None if dry_run or slack is None else Dispatcher(store, slack, clock, pacer)
-    return Poller(settings, store, warehouse, territory, TemplateSummariser(), dispatcher, clock)
+    if dry_run:
+        summariser = TemplateSummariser()
+    elif summariser is None:
+        summariser = build_summariser(settings)
+    return Poller(settings, store, warehouse, territory, summariser, dispatcher, clock)
 
 
 @dataclass
@@ -73,8 +83,14 @@ class Services:
     clock: Callable[[], datetime] = now_utc
     pacer: Pacer | None = None
     # `/usage-summary` answers within 10 s: a summariser with a short timeout and no retries.
-    summariser: Summariser = field(default_factory=TemplateSummariser)
+    summariser: Summariser = field(init=False)
+    poll_summariser: Summariser = field(init=False, repr=False)
     _warehouse: Warehouse | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        # Built once, at startup: a bad prompt_file or send_fields stops `nudge run` here.
+        self.summariser = build_summariser(self.settings, interactive=True)
+        self.poll_summariser = build_summariser(self.settings)
 
     def warehouse(self) -> Warehouse:
         """The validated warehouse (one engine and pool for the process)."""
@@ -114,4 +130,5 @@ class Services:
             clock=self.clock,
             pacer=self.pacer,
             warehouse=self.warehouse(),
+            summariser=self.poll_summariser,
         )

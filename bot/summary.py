@@ -1,9 +1,13 @@
-"""Account summaries: the deterministic template (the LLM summary of a later step sits in front)."""
+"""Account summaries: the Summariser port and the deterministic template (SPEC 5).
+
+The LLM summary (`bot.llm.OpenAISummariser`) sits in front of the template and falls back to it.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Protocol
@@ -30,12 +34,30 @@ class SummaryInput:
     unit: str
     today: date
     threshold: Decimal | None = None
+    # CRM Account fields (Salesforce API names, e.g. "Industry"), when the CRM gave them.
+    account: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Summariser(Protocol):
     """Turns one account's data into at most 100 words of Slack mrkdwn bullets."""
 
-    def summarise(self, data: SummaryInput) -> str: ...
+    def summarise(self, data: SummaryInput) -> str:
+        """One summary; never raises for a dependency failure (the template stands in)."""
+        ...
+
+    def summarise_many(
+        self,
+        inputs: Sequence[SummaryInput],
+        *,
+        concurrency: int = 8,
+        budget_s: float | None = None,
+    ) -> list[str]:
+        """One summary per input, in order, as one run.
+
+        A failure that stops the LLM (a timeout, no quota), or the end of `budget_s` seconds,
+        leaves the rest of the run to the template.
+        """
+        ...
 
 
 def as_date(value: Any) -> date | None:
@@ -89,7 +111,8 @@ def _activity_bullets(data: SummaryInput) -> list[str]:
     return bullets
 
 
-def _fit(bullets: list[str], limit: int = MAX_WORDS) -> str:
+def fit_bullets(bullets: Sequence[str], limit: int = MAX_WORDS) -> str:
+    """`• ` lines, whole bullets only, at most `limit` words in all."""
     kept: list[str] = []
     words = 0
     for bullet in bullets:
@@ -114,4 +137,14 @@ class TemplateSummariser:
             bullets.append(f"Below the {format_threshold(data.threshold)} alert threshold for now.")
         else:
             bullets.append("Close to the quota: a good moment to check in about an upgrade.")
-        return _fit(bullets)
+        return fit_bullets(bullets)
+
+    def summarise_many(
+        self,
+        inputs: Sequence[SummaryInput],
+        *,
+        concurrency: int = 8,
+        budget_s: float | None = None,
+    ) -> list[str]:
+        """The template is local and fast: one after the other."""
+        return [self.summarise(data) for data in inputs]
