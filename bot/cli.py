@@ -19,6 +19,7 @@ from bot.delivery import SlackWeb, web_client
 from bot.errors import ConfigError, DeliveryError, WarehouseError
 from bot.poller import PollReport
 from bot.preview import terminal_safe
+from bot.salesforce import SalesforceCRM
 from bot.services import build_poller, now_utc
 from bot.store import Store
 
@@ -89,7 +90,8 @@ def cmd_poll(args: argparse.Namespace) -> int:
     store = Store.open(settings.state_database_url())
     try:
         slack = _live_slack(settings, dry_run=args.dry_run)
-        poller = build_poller(settings, store, slack, dry_run=args.dry_run)
+        crm = SalesforceCRM.from_settings(settings)
+        poller = build_poller(settings, store, slack, dry_run=args.dry_run, crm=crm)
     except (WarehouseError, DeliveryError) as exc:
         value = threshold or store.stored_threshold() or settings.rule.threshold
         report = PollReport(dry_run=args.dry_run, threshold=value, ran=False)

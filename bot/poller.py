@@ -6,7 +6,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
@@ -16,11 +16,11 @@ from blocks.alert import Card, Message, alert_message, digest_message, reminder_
 from bot.cards import build_card, card_from_json, card_to_json
 from bot.config import Settings
 from bot.delivery import SEND_MAX_S, Dispatcher, Outcome
-from bot.errors import DeliveryError, WarehouseError
+from bot.errors import DeliveryError, OwnerLookupError, WarehouseError
 from bot.lifecycle import Episode, digest_mode, plan_open_episodes
 from bot.store import AlertRecord, Store, new_id
 from bot.summary import Summariser, SummaryInput, TemplateSummariser
-from bot.territory import Owner, Resolution, Territory, Unresolved
+from bot.territory import CrmAccounts, Owner, Resolution, Territory, Unresolved
 from bot.threshold import current_threshold
 from bot.usage import UsageRow, Warehouse
 
@@ -111,7 +111,10 @@ class Poller:
         dispatcher: Dispatcher | None,
         clock: Callable[[], datetime],
         monotonic: Callable[[], float] = time.monotonic,
+        crm: CrmAccounts | None = None,
     ) -> None:
+        self.crm = crm
+        self._accounts: dict[str, Mapping[str, Any]] = {}
         self.monotonic = monotonic
         self._send_by = 0.0
         self._summary_budget = 0.0
@@ -186,6 +189,7 @@ class Poller:
         digest = digest_mode(report.first_poll, report.threshold, self.store.last_ok_threshold())
         opened = self.store.open_alerts()
         crossings, usage = self._scan(report.threshold, opened, report)
+        crossings = self._from_crm(crossings, report)
         plan = self._plan(opened, usage, report.threshold, now)
         if not report.dry_run:
             self.store.close_alerts((opened[a].id for a in plan.rearm), now)
@@ -196,6 +200,27 @@ class Poller:
         outgoing += [self._retry(opened[a], owners) for a in plan.retries]
         self._deliver(outgoing, digest, report)
         self._remind([opened[a] for a in plan.reminders], owners, report, now)
+
+    def _from_crm(self, rows: list[UsageRow], report: PollReport) -> list[UsageRow]:
+        """Owners (Account.OwnerId, when the table has no owner column) and account fields.
+
+        The CRM being down holds this run's new alerts back (they cross again next poll)
+        rather than sending them ownerless to the fallback channel.
+        """
+        self._accounts = {}
+        if self.crm is None or not rows:
+            return rows
+        ids = [row.account_id for row in rows]
+        try:
+            if not self.settings.columns.owner_id:
+                owners = self.crm.account_owners(ids)
+                rows = [replace(row, owner_id=owners.get(row.account_id)) for row in rows]
+            self._accounts = dict(self.crm.account_fields(ids))
+        except OwnerLookupError as exc:
+            report.errors.append(f"Salesforce: {exc}; new alerts wait for the next poll")
+            log.warning("CRM failed: %s", exc)
+            return []
+        return rows
 
     def _scan(
         self, threshold: Decimal, opened: dict[str, AlertRecord], report: PollReport
@@ -275,7 +300,16 @@ class Poller:
     ) -> list[str | None]:
         """Every new crossing's summary at once: the LLM calls run side by side, as one run."""
         unit = self.settings.columns.unit
-        inputs = [SummaryInput(row, unit, now.date(), report.threshold) for row in rows]
+        inputs = [
+            SummaryInput(
+                row,
+                unit,
+                now.date(),
+                report.threshold,
+                account=self._accounts.get(row.account_id, {}),
+            )
+            for row in rows
+        ]
         try:
             return list(self.summariser.summarise_many(inputs, budget_s=self._summary_budget))
         except Exception:  # a bug in one summary: each account then gets the template's
@@ -308,6 +342,8 @@ class Poller:
         if isinstance(owner, Unresolved) and not owner.transient:
             # Stored with the alert, so a re-rendered fallback card keeps saying why.
             card = replace(card, fallback_reason=owner.reason)
+        if self.crm is not None:
+            card = replace(card, record_url=self.crm.record_url(row.account_id) or card.record_url)
         record = AlertRecord(
             id=card.alert_id,
             account_id=row.account_id,

@@ -12,9 +12,10 @@ from bot.config import Settings
 from bot.delivery import Dispatcher, Pacer, SlackGateway, SlackWeb
 from bot.llm import build_summariser
 from bot.poller import Poller
+from bot.salesforce import SalesforceCRM
 from bot.store import Store
 from bot.summary import Summariser, TemplateSummariser
-from bot.territory import Territory, read_territory
+from bot.territory import CrmAccounts, Territory, read_territory
 from bot.threshold import ThresholdSetting, current_threshold
 from bot.usage import Warehouse, warehouse_engine
 
@@ -29,6 +30,7 @@ def build_territory(
     slack: SlackGateway | None,
     store: Store | None,
     clock: Callable[[], datetime] = now_utc,
+    crm: CrmAccounts | None = None,
 ) -> Territory:
     """The owner chain from settings (CSV overrides, Slack); ConfigError for a bad CSV."""
     csv_path = settings.territory.csv
@@ -38,6 +40,7 @@ def build_territory(
         store=store,
         cache_ttl=settings.territory.cache_ttl,
         clock=clock,
+        crm=crm,
     )
 
 
@@ -51,6 +54,7 @@ def build_poller(
     pacer: Pacer | None = None,
     warehouse: Warehouse | None = None,
     summariser: Summariser | None = None,
+    crm: CrmAccounts | None = None,
 ) -> Poller:
     """Wire a Poller from settings; ConfigError for a bad table, columns or territory file.
 
@@ -63,13 +67,13 @@ def build_poller(
         )
         warehouse = Warehouse(engine, settings)
         warehouse.validate()
-    territory = build_territory(settings, slack, None if dry_run else store, clock)
+    territory = build_territory(settings, slack, None if dry_run else store, clock, crm)
     dispatcher = None if dry_run or slack is None else Dispatcher(store, slack, clock, pacer)
     if dry_run:
         summariser = TemplateSummariser()
     elif summariser is None:
         summariser = build_summariser(settings)
-    return Poller(settings, store, warehouse, territory, summariser, dispatcher, clock)
+    return Poller(settings, store, warehouse, territory, summariser, dispatcher, clock, crm=crm)
 
 
 @dataclass
@@ -82,6 +86,7 @@ class Services:
     access: Access
     clock: Callable[[], datetime] = now_utc
     pacer: Pacer | None = None
+    crm: CrmAccounts | None = None  # default: Salesforce when configured (SPEC 1.3)
     # `/usage-summary` answers within 10 s: a summariser with a short timeout and no retries.
     summariser: Summariser = field(init=False)
     poll_summariser: Summariser = field(init=False, repr=False)
@@ -91,6 +96,8 @@ class Services:
         # Built once, at startup: a bad prompt_file or send_fields stops `nudge run` here.
         self.summariser = build_summariser(self.settings, interactive=True)
         self.poll_summariser = build_summariser(self.settings)
+        if self.crm is None:
+            self.crm = SalesforceCRM.from_settings(self.settings)
 
     def warehouse(self) -> Warehouse:
         """The validated warehouse (one engine and pool for the process)."""
@@ -106,7 +113,7 @@ class Services:
 
     def territory(self) -> Territory:
         """A fresh owner chain (its in-memory cache lives for one request, the store's longer)."""
-        return build_territory(self.settings, self.slack, self.store, self.clock)
+        return build_territory(self.settings, self.slack, self.store, self.clock, self.crm)
 
     def first_delivery(self, body: dict[str, Any]) -> bool:
         """Slack re-delivers an event it thinks was lost: handle each event_id once (F03).
@@ -131,4 +138,5 @@ class Services:
             pacer=self.pacer,
             warehouse=self.warehouse(),
             summariser=self.poll_summariser,
+            crm=self.crm,
         )

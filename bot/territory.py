@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import csv
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.crmid import to_18
 from bot.errors import ConfigError, DeliveryError, OwnerLookupError
 from bot.store import Store
 
 NEGATIVE_TTL = timedelta(hours=1)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,16 @@ class CrmDirectory(Protocol):
     """The CRM's users by id (batched by the adapter)."""
 
     def users(self, ids: Iterable[str]) -> Mapping[str, CrmUser]: ...
+
+
+class CrmAccounts(CrmDirectory, Protocol):
+    """The CRM's accounts: owners, the fields a summary uses, the record page."""
+
+    def account_owners(self, account_ids: Iterable[str]) -> Mapping[str, str]: ...
+
+    def account_fields(self, account_ids: Iterable[str]) -> Mapping[str, Mapping[str, Any]]: ...
+
+    def record_url(self, account_id: str) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -148,7 +160,12 @@ class Territory:
         """Resolve each distinct owner once (one look-up per owner, not per account)."""
         wanted = list(dict.fromkeys(owner_ids))
         need_crm = [o for o in wanted if o and o not in self.overrides]
-        crm_users = dict(self.crm.users(need_crm)) if self.crm and need_crm else {}
+        try:
+            crm_users = dict(self.crm.users(need_crm)) if self.crm and need_crm else {}
+        except OwnerLookupError as exc:  # the CRM is down: those owners wait for the next poll
+            log.warning("CRM users look-up failed: %s", exc)
+            failed = Unresolved(None, f"CRM look-up failed ({exc})", transient=True)
+            return {o: (failed if o in need_crm else self._resolve_or_defer(o, {})) for o in wanted}
         return {owner: self._resolve_or_defer(owner, crm_users) for owner in wanted}
 
     def _resolve_or_defer(self, owner: str | None, crm_users: Mapping[str, CrmUser]) -> Resolution:

@@ -34,9 +34,12 @@ class Harness:
         owners: int = 3,
         state_url: str | None = None,
         settings: dict[str, Any] | None = None,
+        crm: Any = None,
+        warehouse_url: str | None = None,
     ) -> None:
         self.slack, self.clock, self.tmp = slack, clock, tmp_path
-        self.warehouse_url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+        self.crm = crm
+        self.warehouse_url = warehouse_url or f"sqlite:///{tmp_path / 'warehouse.db'}"
         self.rows: list[tuple[Any, ...]] = []
         create_usage_table(self.warehouse_url, [])
         territory = tmp_path / "territory.csv"
@@ -83,7 +86,13 @@ class Harness:
         slack = SlackWeb(web_client(BOT_TOKEN, self.slack.url))
         pacer = Pacer(sleep=self.sleeps.append)
         poller = build_poller(
-            self.settings, self.store, slack, dry_run=dry_run, clock=self.clock, pacer=pacer
+            self.settings,
+            self.store,
+            slack,
+            dry_run=dry_run,
+            clock=self.clock,
+            pacer=pacer,
+            crm=self.crm,
         )
         if monotonic is not None:
             poller.monotonic = monotonic
