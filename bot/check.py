@@ -112,7 +112,49 @@ def _state(settings: Settings) -> Probe:
     return Probe("state database", True, "reachable, schema at the latest revision")
 
 
-PROBES: list[Callable[[Settings], Probe]] = [_state, _warehouse, _slack, _channels]
+def _salesforce(settings: Settings) -> Probe:
+    from bot.salesforce import SalesforceCRM
+
+    try:
+        crm = SalesforceCRM.from_settings(settings)
+        if crm is None:
+            how = "owners come from [columns] owner_id and the territory file"
+            return Probe("salesforce", True, f"not configured: {how}", required=False)
+        host = crm.check()
+    except ConfigError as exc:
+        return Probe("salesforce", False, "; ".join(exc.problems))
+    except NudgeError as exc:
+        return Probe("salesforce", False, f"{exc} — check the SALESFORCE_* settings")
+    return Probe("salesforce", True, f"logged in to {host}; User and Account readable")
+
+
+def _openai(settings: Settings) -> Probe:
+    from bot.llm import openai_client
+
+    if not settings.summary.enabled or settings.openai_api_key is None:
+        return Probe("openai", True, "not used: DMs carry the template summary", required=False)
+    try:
+        openai_client(settings, True).models.retrieve(settings.summary.model)
+    except Exception as exc:  # every failure of the endpoint reads the same way here
+        kind = type(exc).__name__
+        return Probe(
+            "openai",
+            False,
+            f"{kind}: check OPENAI_API_KEY, OPENAI_BASE_URL and "
+            f"[summary] model ({settings.summary.model}); DMs fall back to the template",
+            required=False,
+        )
+    return Probe("openai", True, f"model {settings.summary.model} available")
+
+
+PROBES: list[Callable[[Settings], Probe]] = [
+    _state,
+    _warehouse,
+    _slack,
+    _channels,
+    _salesforce,
+    _openai,
+]
 
 
 def run_checks(

@@ -48,6 +48,7 @@ def demo_settings(folder: Path) -> Settings:
     }
     if os.environ.get("OPENAI_API_KEY"):
         values["openai_api_key"] = os.environ["OPENAI_API_KEY"]
+        values["openai_base_url"] = os.environ.get("OPENAI_BASE_URL", "")
     return DemoSettings(**values)
 
 
@@ -86,7 +87,13 @@ def run_demo(console: Console, folder: Path, *, seed: int = 7, accounts: int = 3
     names = {u.id: u.real_name for u in outbox.users.values()}
     console.print(
         f"[bold]Nudge demo[/bold] — sample warehouse {folder / 'warehouse.db'}, "
-        f"first poll at {datetime.now(UTC):%H:%M} UTC.\nNothing leaves this machine.\n"
+        f"first poll at {datetime.now(UTC):%H:%M} UTC.\n"
+        + (
+            "Summaries by the LLM at OPENAI_BASE_URL/OpenAI (sample data only); "
+            "nothing else leaves this machine.\n"
+            if settings.openai_api_key
+            else "Nothing leaves this machine (set OPENAI_API_KEY for LLM summaries).\n"
+        )
     )
     for sent in outbox.sent:
         to = (

@@ -20,7 +20,14 @@ def test_check_passes_when_everything_answers(deployment: dict[str, Any]) -> Non
         run = nudge("check", env=env, cwd=deployment["dir"])
     assert run.returncode == 0, run.stdout + run.stderr
     lines = run.stdout.splitlines()
-    assert [line.split()[0] for line in lines] == ["ok", "ok", "ok", "ok"]
+    assert [line.split()[:2] for line in lines] == [
+        ["ok", "state"],
+        ["ok", "warehouse"],
+        ["ok", "slack"],
+        ["ok", "channels"],
+        ["ok", "salesforce"],
+        ["ok", "openai"],
+    ]
     assert "5 rows, 3 at or above 75 %" in run.stdout
 
 
@@ -51,3 +58,26 @@ def test_check_names_each_failure_and_its_fix(deployment: dict[str, Any], tmp_pa
     assert "FAIL slack" in out and "users:read.email" in out
     assert "FAIL channels" in out and "channel id" in out
     assert BOT_TOKEN not in out + run.stderr
+
+
+def test_check_probes_the_llm_and_names_partial_salesforce_settings(
+    deployment: dict[str, Any],  # noqa: F811
+) -> None:
+    from tests.fakes.openai import FakeOpenAI
+
+    with FakeSlack(token=BOT_TOKEN, scopes=ALL_SCOPES) as slack, FakeOpenAI() as llm:
+        env = {
+            **deployment["env"],
+            "SLACK_API_URL": slack.url,
+            "OPENAI_API_KEY": "sk-check",
+            "OPENAI_BASE_URL": llm.url,
+            "SALESFORCE_DOMAIN": "acme",
+        }
+        run = nudge("check", env=env, cwd=deployment["dir"])
+        down = nudge(
+            "check", env={**env, "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}, cwd=deployment["dir"]
+        )
+    assert "ok   openai" in run.stdout and "gpt-4o-mini available" in run.stdout
+    assert "FAIL salesforce" in run.stdout and "SALESFORCE_CONSUMER" in run.stdout
+    assert "warn openai" in down.stdout and "template" in down.stdout
+    assert "sk-check" not in run.stdout + run.stderr + down.stdout + down.stderr

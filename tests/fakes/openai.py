@@ -226,5 +226,16 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:  # the client gave up (its timeout): nothing to answer
             pass
 
+    def do_GET(self) -> None:
+        """`GET /v1/models/<id>` (what `nudge check` asks): any model id exists."""
+        model = self.path.rstrip("/").rsplit("/", 1)[-1]
+        data = json.dumps({"id": model, "object": "model", "owned_by": "fake"}).encode()
+        found = self.path.startswith("/v1/models/")
+        self.send_response(200 if found else 404)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
