@@ -25,13 +25,11 @@ import html
 import itertools
 import json
 import re
-import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -39,6 +37,7 @@ import jwt
 import requests
 
 from bot.crmid import to_18
+from tests.fakes.server import FakeServer, LocalFake
 
 JsonDict = dict[str, Any]
 Route = Literal["token", "soap", "query"]
@@ -161,7 +160,7 @@ def _read_literal(body: str, i: int) -> tuple[str, int]:
     raise SoqlError("MALFORMED_QUERY", "unterminated string literal")
 
 
-class FakeSalesforce:
+class FakeSalesforce(LocalFake):
     """An in-process Salesforce; use as a context manager or call start()/stop()."""
 
     def __init__(
@@ -185,9 +184,7 @@ class FakeSalesforce:
         self.security_token = security_token
         self.jwt_public_key = jwt_public_key
         self._lock = threading.RLock()
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._init_server(_Handler)
         self._calls: list[Call] = []
         self._records: dict[str, dict[str, JsonDict]] = {name: {} for name in SCHEMA}
         self._extra_fields: dict[str, set[str]] = {name: set() for name in SCHEMA}
@@ -197,51 +194,6 @@ class FakeSalesforce:
         self._cursor_ids = itertools.count(1)
         self._faults: dict[str, list[_Fault]] = {}
         self._expire_countdown: int | None = None
-
-    # ------------------------------------------------------------------ lifecycle
-
-    def start(self) -> FakeSalesforce:
-        if self._server is not None:
-            raise RuntimeError("FakeSalesforce is already running")
-        self._stopping.clear()
-        self._server = _Server(self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fake-salesforce",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving; hung handlers are woken up and never waited for."""
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        self._stopping.set()
-        server.shutdown()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> FakeSalesforce:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("FakeSalesforce is not running")
-        return int(self._server.server_address[1])
 
     @property
     def instance_url(self) -> str:
@@ -625,23 +577,8 @@ class FakeSalesforceSession(requests.Session):
         return super().send(request, **kwargs)
 
 
-class _Server(ThreadingHTTPServer):
-    """One daemon thread per request, so hung handlers never block stop() or other requests."""
-
-    daemon_threads = True
-
-    def __init__(self, fake: FakeSalesforce) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.fake = fake
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], OSError):
-            return  # the client went away (timeout, closed socket): nothing to report
-        super().handle_error(request, client_address)
-
-
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+    server: FakeServer
 
     def do_GET(self) -> None:
         self._serve()

@@ -19,15 +19,15 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+from tests.fakes.server import FakeServer, LocalFake
 
 JsonDict = dict[str, Any]
 
@@ -150,7 +150,7 @@ def _fault_reply(fault: _Fault) -> _Reply:
     return _Reply(status=fault.status, body=_error(fault.error), headers=headers)
 
 
-class FakeSlack:
+class FakeSlack(LocalFake):
     """An in-process Slack Web API; use as a context manager or call start()/stop()."""
 
     def __init__(
@@ -173,9 +173,7 @@ class FakeSlack:
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
         self._lock = threading.RLock()
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._init_server(_Handler)
         self._calls: list[Call] = []
         self._users: dict[str, JsonDict] = {}
         self._channels: dict[str, JsonDict] = {}
@@ -200,51 +198,6 @@ class FakeSlack:
             "usergroups.users.list": self._usergroups_users_list,
             "apps.connections.open": self._apps_connections_open,
         }
-
-    # ------------------------------------------------------------------ lifecycle
-
-    def start(self) -> FakeSlack:
-        if self._server is not None:
-            raise RuntimeError("FakeSlack is already running")
-        self._stopping.clear()
-        self._server = _Server(self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fake-slack",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving; hung handlers are woken up and never waited for."""
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        self._stopping.set()
-        server.shutdown()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> FakeSlack:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("FakeSlack is not running")
-        return int(self._server.server_address[1])
 
     @property
     def url(self) -> str:
@@ -625,23 +578,8 @@ class FakeSlack:
         return {"ok": True, "view": {"id": "V" + user_id[1:], **copy.deepcopy(view)}}
 
 
-class _Server(ThreadingHTTPServer):
-    """One daemon thread per request, so hung handlers never block stop() or other requests."""
-
-    daemon_threads = True
-
-    def __init__(self, fake: FakeSlack) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.fake = fake
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], OSError):
-            return  # the client went away (timeout, closed socket): nothing to report
-        super().handle_error(request, client_address)
-
-
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+    server: FakeServer
 
     def do_GET(self) -> None:
         self._serve()
