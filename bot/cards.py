@@ -6,10 +6,12 @@ import dataclasses
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 from blocks.alert import Card
 from blocks.text import humanize_field
 from bot.config import Settings
+from bot.crmid import to_18
 from bot.summary import display_value
 from bot.usage import UsageRow
 
@@ -20,7 +22,8 @@ _MOMENTS = ("detected_at", "until")
 def record_url(settings: Settings, account_id: str) -> str:
     """The Lightning record page of the account, or "" when no instance is known."""
     base = settings.salesforce.instance_url.rstrip("/")
-    return f"{base}/lightning/r/Account/{account_id}/view" if base else ""
+    record = quote(to_18(account_id), safe="")
+    return f"{base}/lightning/r/Account/{record}/view" if base else ""
 
 
 def build_card(

@@ -129,18 +129,23 @@ def _salesforce(settings: Settings) -> Probe:
 
 
 def _openai(settings: Settings) -> Probe:
-    from bot.llm import openai_client
+    from bot.llm import build_summariser, openai_client
 
     if not settings.summary.enabled or settings.openai_api_key is None:
         return Probe("openai", True, "not used: DMs carry the template summary", required=False)
     try:
+        build_summariser(settings)  # prompt_file and send_fields, as `nudge poll` will read them
+    except ConfigError as exc:
+        return Probe("openai", False, "; ".join(exc.problems))
+    try:
         openai_client(settings, True).models.retrieve(settings.summary.model)
     except Exception as exc:  # every failure of the endpoint reads the same way here
         kind = type(exc).__name__
+        where = settings.openai_base_url or "OpenAI's API"
         return Probe(
             "openai",
             False,
-            f"{kind}: check OPENAI_API_KEY, OPENAI_BASE_URL and "
+            f"{kind} from {where}: check OPENAI_API_KEY, OPENAI_BASE_URL and "
             f"[summary] model ({settings.summary.model}); DMs fall back to the template",
             required=False,
         )

@@ -229,7 +229,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, default=3000, help="HTTP mode: port (default 3000)")
     run.add_argument("--no-scheduler", action="store_true", help="answer Slack only; no polls")
     run.set_defaults(func=cmd_run)
-    check = sub.add_parser("check", help="probe the warehouse, Slack and the state database")
+    check = sub.add_parser(
+        "check", help="probe the state database, warehouse, Slack, Salesforce and the LLM"
+    )
     check.set_defaults(func=cmd_check)
     manifest = sub.add_parser("manifest", help="print the Slack app manifest")
     manifest.add_argument("--url", help="public https:// base URL: HTTP mode with request URLs")

@@ -22,6 +22,7 @@ from bot.store import AlertRecord, Store, new_id
 from bot.summary import Summariser, SummaryInput, TemplateSummariser
 from bot.territory import CrmAccounts, Owner, Resolution, Territory, Unresolved
 from bot.threshold import current_threshold
+from bot.timebox import within
 from bot.usage import UsageRow, Warehouse
 
 log = logging.getLogger(__name__)
@@ -210,12 +211,22 @@ class Poller:
         self._accounts = {}
         if self.crm is None or not rows:
             return rows
-        ids = [row.account_id for row in rows]
+        crm, ids = self.crm, [row.account_id for row in rows]
+
+        def read() -> tuple[Mapping[str, str] | None, dict[str, Mapping[str, Any]]]:
+            owners = None if self.settings.columns.owner_id else crm.account_owners(ids)
+            return owners, dict(crm.account_fields(ids))
+
+        def late() -> tuple[Mapping[str, str] | None, dict[str, Mapping[str, Any]]]:
+            raise OwnerLookupError("Salesforce did not answer within the run's budget")
+
         try:
-            if not self.settings.columns.owner_id:
-                owners = self.crm.account_owners(ids)
+            # A slow CRM may use at most a third of the run's budget (SPEC 6).
+            owners, self._accounts = within(
+                self.settings.schedule.budget.total_seconds() / 3, read, late
+            )
+            if owners is not None:
                 rows = [replace(row, owner_id=owners.get(row.account_id)) for row in rows]
-            self._accounts = dict(self.crm.account_fields(ids))
         except OwnerLookupError as exc:
             report.errors.append(f"Salesforce: {exc}; new alerts wait for the next poll")
             log.warning("CRM failed: %s", exc)

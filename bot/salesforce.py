@@ -32,6 +32,7 @@ from bot.territory import CrmUser
 log = logging.getLogger(__name__)
 
 MAX_IDS_PER_QUERY = 200  # SPEC 4: one SOQL query per <= 200 ids keeps the GET URL short
+MAX_PAGES = 100  # 200 ids fit one page of 2 000; far more pages means something is wrong
 USER_FIELDS = ("Id", "Email", "FirstName", "IsActive")
 ACCESS_TOKEN_EXPIRED = (
     "the Salesforce access token (SALESFORCE_ACCESS_TOKEN) has expired or was revoked; "
@@ -449,9 +450,15 @@ class SalesforceCRM:
             self.queries += 1
             result = self._sf.query(soql)
             records = list(result["records"])
+            seen: set[str] = set()
             while not result.get("done", True):
+                link = str(result.get("nextRecordsUrl") or "")
+                # A link seen before, or endless paging, would hold the run forever (F10).
+                if not link or link in seen or len(seen) >= MAX_PAGES:
+                    raise OwnerLookupError("Salesforce kept paging without an end; query abandoned")
+                seen.add(link)
                 self.pages += 1
-                result = self._sf.query_more(result["nextRecordsUrl"], identifier_is_url=True)
+                result = self._sf.query_more(link, identifier_is_url=True)
                 records.extend(result["records"])
             return records
 

@@ -70,6 +70,7 @@ def build_poller(
     territory = build_territory(settings, slack, None if dry_run else store, clock, crm)
     dispatcher = None if dry_run or slack is None else Dispatcher(store, slack, clock, pacer)
     if dry_run:
+        build_summariser(settings)  # a bad prompt_file or send_fields fails the dry run too
         summariser = TemplateSummariser()
     elif summariser is None:
         summariser = build_summariser(settings)

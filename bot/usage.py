@@ -162,7 +162,7 @@ class Warehouse:
                     found = _columns_of(inspector, actual, schema or None)
                     self._table_name = actual
         except SQLAlchemyError as exc:
-            raise WarehouseError(f"cannot read the warehouse: {type(exc).__name__}") from exc
+            raise WarehouseError(f"cannot read the warehouse: {describe(exc)}") from exc
         if not found:
             raise ConfigError([f"warehouse: table {self.settings.warehouse.table!r} not found"])
         quote = self.engine.dialect.identifier_preparer.quote

@@ -81,3 +81,19 @@ def test_check_probes_the_llm_and_names_partial_salesforce_settings(
     assert "FAIL salesforce" in run.stdout and "SALESFORCE_CONSUMER" in run.stdout
     assert "warn openai" in down.stdout and "template" in down.stdout
     assert "sk-check" not in run.stdout + run.stderr + down.stdout + down.stderr
+
+
+def test_check_reads_the_prompt_file_as_a_poll_would(deployment: dict[str, Any]) -> None:  # noqa: F811
+    from tests.fakes.openai import FakeOpenAI
+
+    (deployment["dir"] / "prompt.txt").write_text("Summarise {{ owner_email }}")
+    with FakeSlack(token=BOT_TOKEN, scopes=ALL_SCOPES) as slack, FakeOpenAI() as llm:
+        env = {
+            **deployment["env"],
+            "SLACK_API_URL": slack.url,
+            "OPENAI_API_KEY": "sk-check",
+            "OPENAI_BASE_URL": llm.url,
+            "NUDGE_SUMMARY__PROMPT_FILE": "prompt.txt",
+        }
+        run = nudge("check", env=env, cwd=deployment["dir"])
+    assert run.returncode == 1 and "FAIL openai" in run.stdout and "owner_email" in run.stdout

@@ -638,3 +638,18 @@ def test_territory_resolves_salesforce_owners_through_slack(
     assert [c.params["email"] for c in slack.calls_to("users.lookupByEmail")] == [
         "dana.smith@example.com"
     ]
+
+
+def test_a_next_page_link_that_never_ends_is_abandoned_not_followed_forever(
+    fake: FakeSalesforce,
+) -> None:
+    ids = user_ids(3)
+    for n, user_id in enumerate(ids):
+        fake.add_user(user_id, f"u{n}@example.com")
+    fake.page_size = 1
+    real_page = fake._page
+    fake._page = lambda where: {**real_page(where), "done": False}  # type: ignore[method-assign]
+    crm = crm_for(client_credentials(), fake)
+    with pytest.raises(OwnerLookupError, match="kept paging"):
+        crm.users(ids)
+    assert crm.pages <= 100
