@@ -63,6 +63,11 @@ def ungrounded(output: str, sent: Iterable[str]) -> list[str]:
     return [n.text for n in numbers_in(output) if not any(n.matches(k) for k in known)]
 
 
+def has_bullets(text: str) -> bool:
+    """The answer is a bullet list (a refusal or a JSON blob is not a summary)."""
+    return any(_MARKER.match(line.strip()) for line in text.splitlines())
+
+
 def bullet_lines(text: str) -> list[str]:
     """The answer's points, markers and Markdown removed (`**x**` -> `*x*`), not yet escaped.
 

@@ -48,7 +48,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from blocks.text import escape_mrkdwn
 from bot.config import Settings
 from bot.errors import SummaryError
-from bot.grounding import bullet_lines, ungrounded
+from bot.grounding import bullet_lines, has_bullets, ungrounded
 from bot.prompt import SYSTEM, Prompt, allowed_fields, facts_of
 from bot.summary import Summariser, SummaryInput, TemplateSummariser, fit_bullets
 
@@ -198,7 +198,10 @@ class OpenAISummariser:
     def ask(self, data: SummaryInput) -> str:
         """The LLM's summary of one account, shaped and grounded; SummaryError otherwise."""
         user = self.prompt.render(facts_of(data, self.prompt.allowed))
-        lines = bullet_lines(self._complete(user))
+        answer = self._complete(user)
+        if not has_bullets(answer):
+            raise SummaryError("the answer is not a bullet list")
+        lines = bullet_lines(answer)
         invented = ungrounded("\n".join(lines), [SYSTEM, user])
         if invented:
             raise SummaryError(f"it states number(s) not in its input: {', '.join(invented)}")

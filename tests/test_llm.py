@@ -444,3 +444,14 @@ def test_usage_summary_answers_with_the_llm_summary(
 
 def test_default_answer_is_grounded_for_any_account() -> None:
     assert ungrounded(DEFAULT_ANSWER, []) == []
+
+
+@pytest.mark.parametrize(
+    "answer",
+    ["I'm sorry, but I can't help with that.", '{"summary": ["Usage at 82%"]}', "Usage is high."],
+)
+def test_an_answer_that_is_not_a_bullet_list_gets_the_template(
+    llm: FakeOpenAI, answer: str
+) -> None:
+    llm.answer = answer
+    assert OpenAISummariser(settings_for(llm)).summarise(data()) == template()
