@@ -7,14 +7,14 @@ from typing import Any
 
 from bot.manifest import bot_scopes, load_manifest
 from tests.conftest import BOT_TOKEN
+from tests.deployment import nudge
 from tests.fakes.slack import FakeSlack
-from tests.test_cli import deployment, nudge  # noqa: F401 - the fixture is used by name
 from tests.warehouses import account, create_usage_table
 
 ALL_SCOPES = ",".join(sorted(bot_scopes(load_manifest())))
 
 
-def test_check_passes_when_everything_answers(deployment: dict[str, Any]) -> None:  # noqa: F811
+def test_check_passes_when_everything_answers(deployment: dict[str, Any]) -> None:
     with FakeSlack(token=BOT_TOKEN, scopes=ALL_SCOPES) as slack:
         env = {**deployment["env"], "SLACK_API_URL": slack.url}
         run = nudge("check", env=env, cwd=deployment["dir"])
@@ -31,7 +31,7 @@ def test_check_passes_when_everything_answers(deployment: dict[str, Any]) -> Non
     assert "5 rows, 3 at or above 75 %" in run.stdout
 
 
-def test_check_names_each_failure_and_its_fix(deployment: dict[str, Any], tmp_path: Path) -> None:  # noqa: F811
+def test_check_names_each_failure_and_its_fix(deployment: dict[str, Any], tmp_path: Path) -> None:
     create_usage_table(
         f"sqlite:///{deployment['dir'] / 'usage.db'}",
         [account(1, 1, 2)],
@@ -61,7 +61,7 @@ def test_check_names_each_failure_and_its_fix(deployment: dict[str, Any], tmp_pa
 
 
 def test_check_probes_the_llm_and_names_partial_salesforce_settings(
-    deployment: dict[str, Any],  # noqa: F811
+    deployment: dict[str, Any],
 ) -> None:
     from tests.fakes.openai import FakeOpenAI
 
@@ -83,7 +83,7 @@ def test_check_probes_the_llm_and_names_partial_salesforce_settings(
     assert "sk-check" not in run.stdout + run.stderr + down.stdout + down.stderr
 
 
-def test_check_reads_the_prompt_file_as_a_poll_would(deployment: dict[str, Any]) -> None:  # noqa: F811
+def test_check_reads_the_prompt_file_as_a_poll_would(deployment: dict[str, Any]) -> None:
     from tests.fakes.openai import FakeOpenAI
 
     (deployment["dir"] / "prompt.txt").write_text("Summarise {{ owner_email }}")

@@ -3,65 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import BOT_TOKEN
+from tests.deployment import nudge
 from tests.fakes.slack import FakeSlack
-from tests.warehouses import account, create_usage_table, sf_id
-
-
-def nudge(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run `python -m bot …` with only the given settings in the environment."""
-    base = {
-        k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "NUDGE_", "OPENAI_"))
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        env={**base, **env},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-@pytest.fixture
-def deployment(tmp_path: Path, slack: FakeSlack) -> dict[str, Any]:
-    """A nudge.toml beside a SQLite warehouse and a territory file; the env points at Slack."""
-    create_usage_table(
-        f"sqlite:///{tmp_path / 'usage.db'}",
-        [
-            account(1, 40, 50, owner=1, name="Smith & Sons <EMEA>"),
-            account(2, 45, 50, owner=1),
-            account(3, 10, 50, owner=2),
-            account(4, 5, 0, owner=2),
-            account(5, 41, 50, owner=2),
-        ],
-    )
-    (tmp_path / "territory.csv").write_text(
-        f"crm_user_id,email,slack_user_id\n{sf_id('005', 1)[:15]}, Dana.Owner@Example.com ,\n"
-        f"{sf_id('005', 2)},,U0PRIYA\n"
-    )
-    slack.add_user("U0DANA", "dana.owner@example.com", first_name="Dana")
-    slack.add_user("U0PRIYA", "priya@example.com", first_name="Priya")
-    (tmp_path / "nudge.toml").write_text(
-        '[warehouse]\nurl = "sqlite:///usage.db"\n\n'
-        '[columns]\nowner_id = "owner_id"\nfields = ["plan"]\n\n'
-        '[territory]\ncsv = "territory.csv"\n'
-    )
-    env = {
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_API_URL": slack.url,
-        "NUDGE_CONFIG": str(tmp_path / "nudge.toml"),
-    }
-    return {"env": env, "dir": tmp_path}
+from tests.warehouses import account, create_usage_table
 
 
 def test_poll_delivers_each_crossing_once_then_nothing(
