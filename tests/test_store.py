@@ -94,3 +94,27 @@ def test_threshold_changes_are_stored_with_who_old_new_when(state_url: str, cloc
     store.set_threshold(Decimal("62.5"), None, "U0ADMIN", clock())
     store.set_threshold(Decimal(80), Decimal("62.5"), "U0ADMIN", clock())
     assert store.stored_threshold() == Decimal(80)
+
+
+def test_upgrading_a_database_of_the_first_released_schema_keeps_alerts_and_deliveries(
+    state_url: str, clock: Clock
+) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from bot.store import MIGRATIONS, make_engine
+
+    engine = make_engine(state_url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")  # the first released schema
+    old = Store(engine)
+    record = _record(clock)
+    old.create_alert(record, clock())
+    old.record_pending("m1", [record.id], "alert", "U0DANA", clock())
+    old.finish_delivery("m1", "sent", clock(), channel="D0DANA", ts="1.2")
+    upgraded = Store.open(state_url)  # migrates to the latest revision
+    assert upgraded.open_alerts()["001"].id == record.id
+    assert upgraded.latest_deliveries([record.id])[record.id].ts == "1.2"
