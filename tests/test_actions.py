@@ -454,12 +454,9 @@ def test_the_ack_is_sent_before_the_slow_work(app: SlackApp, slack: FakeSlack) -
 # -- App Home, Assign to… -------------------------------------------------------------------------
 
 
-def test_a_click_in_app_home_updates_the_dm_card_and_republishes_home(
-    app: SlackApp, slack: FakeSlack
-) -> None:
-    card = last_message(slack, DM)
-    record = the_alert(app, card)
-    body = {
+def home_click(action: dict[str, Any]) -> dict[str, Any]:
+    """A click in OWNER's App Home tab: no message and no response_url."""
+    return {
         "type": "block_actions",
         "user": {"id": OWNER, "username": "owner", "team_id": "T0FAKE"},
         "api_app_id": "A0NUDGE",
@@ -468,8 +465,16 @@ def test_a_click_in_app_home_updates_the_dm_card_and_republishes_home(
         "team": {"id": "T0FAKE"},
         "container": {"type": "view", "view_id": "V0OWNER0001"},
         "view": {"id": "V0OWNER0001", "type": "home", "blocks": []},
-        "actions": [snooze(ids.actions_block_id(record.id), "1d", "1 day")],
+        "actions": [action],
     }
+
+
+def test_a_click_in_app_home_updates_the_dm_card_and_republishes_home(
+    app: SlackApp, slack: FakeSlack
+) -> None:
+    card = last_message(slack, DM)
+    record = the_alert(app, card)
+    body = home_click(snooze(ids.actions_block_id(record.id), "1d", "1 day"))
     click(app, body)
     slack.wait_for(lambda: updates(slack, DM) and OWNER in slack.views)
     assert updates(slack)[0]["ts"] == card["ts"]
@@ -484,17 +489,7 @@ def test_a_click_in_app_home_that_fails_is_answered_in_the_messages_tab(
     card = last_message(slack, DM)
     record = the_alert(app, card)
     slack.fail("users.info", error="internal_error", status=500, times=5)
-    body = {
-        "type": "block_actions",
-        "user": {"id": OWNER, "username": "owner", "team_id": "T0FAKE"},
-        "api_app_id": "A0NUDGE",
-        "token": "legacy",
-        "trigger_id": "1.2.3",
-        "team": {"id": "T0FAKE"},
-        "container": {"type": "view", "view_id": "V0OWNER0001"},
-        "view": {"id": "V0OWNER0001", "type": "home", "blocks": []},
-        "actions": [button(ids.CONTACTED, ids.actions_block_id(record.id))],
-    }
+    body = home_click(button(ids.CONTACTED, ids.actions_block_id(record.id)))
     click(app, body)
     slack.wait_for(
         lambda: any(p["channel"] == DM and "Sorry" in p["text"] for p in slack.all_posts())
